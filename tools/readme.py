@@ -1,0 +1,21 @@
+"Write README.md from nbs/index.ipynb without Quarto (markdown cells verbatim, visible code cells as code blocks)."
+import json, sys
+from pathlib import Path
+
+def render(nb_path):
+    nb = json.loads(Path(nb_path).read_text())
+    out = []
+    for c in nb['cells']:
+        src = ''.join(c['source']).strip()
+        if not src: continue
+        if c['cell_type'] == 'markdown': out.append(src)
+        elif c['cell_type'] == 'code' and not src.startswith('#| hide'):
+            out.append(f"```python\n{src}\n```")
+    return '<!-- generated from nbs/index.ipynb by tools/readme.py; edit the notebook, not this file -->\n\n' + '\n\n'.join(out) + '\n'
+
+if __name__ == '__main__':
+    root = Path(__file__).resolve().parent.parent
+    text = render(root/'nbs'/'index.ipynb')
+    if '--check' in sys.argv:
+        if (root/'README.md').read_text() != text: sys.exit("FAIL: README.md is out of step with nbs/index.ipynb (run python tools/readme.py)")
+    else: (root/'README.md').write_text(text)
