@@ -9,7 +9,7 @@ __all__ = ['EF_BINS', 'IMAGENET_MEAN', 'IMAGENET_STD', 'EchoNetError', 'DataErro
            'TrainConfig', 'Config', 'from_dict', 'apply_overrides', 'load_config', 'config_dict', 'get_device',
            'set_seed']
 
-# %% ../nbs/00_core.ipynb #d4df6ace
+# %% ../nbs/00_core.ipynb #dac43bba
 import os, sys, re, json, random, tempfile, shutil, contextlib, dataclasses, functools, warnings
 from dataclasses import dataclass, field, fields, is_dataclass, asdict
 from pathlib import Path
@@ -17,7 +17,7 @@ from typing import Optional, Union, Any, get_type_hints, get_origin, get_args
 import numpy as np, yaml, torch
 from fastcore.basics import store_attr
 
-# %% ../nbs/00_core.ipynb #6e579358
+# %% ../nbs/00_core.ipynb #3585a8c0
 class EchoNetError(Exception):
     "Base class of the errors a user can fix: bad data, bad config, bad checkpoint"
 
@@ -30,7 +30,7 @@ class ConfigError(EchoNetError, ValueError):
 class CheckpointError(EchoNetError, ValueError):
     "A path that is not a usable checkpoint"
 
-# %% ../nbs/00_core.ipynb #b27d6103
+# %% ../nbs/00_core.ipynb #13a21a38
 def cli_errors(f):
     "Decorator for CLI entry points: `EchoNetError` -> one-line message on stderr and exit code 2"
     @functools.wraps(f)
@@ -44,7 +44,7 @@ def cli_errors(f):
             sys.exit(130)
     return _inner
 
-# %% ../nbs/00_core.ipynb #39bf0cc9
+# %% ../nbs/00_core.ipynb #b5e35cae
 @contextlib.contextmanager
 def atomic_write(path, # file to write
                  mode='w', # 'w' for text, 'wb' for bytes
@@ -62,7 +62,7 @@ def atomic_write(path, # file to write
         with contextlib.suppress(FileNotFoundError): os.remove(tmp)
         raise
 
-# %% ../nbs/00_core.ipynb #1e81e193
+# %% ../nbs/00_core.ipynb #f564f73d
 @contextlib.contextmanager
 def atomic_dir(path # folder to create or replace
               ):
@@ -83,7 +83,7 @@ def atomic_dir(path # folder to create or replace
         shutil.rmtree(tmp, ignore_errors=True)
         raise
 
-# %% ../nbs/00_core.ipynb #dbce8b00
+# %% ../nbs/00_core.ipynb #8de76def
 def save_json(obj, path, **kwargs):
     "Write `obj` as indented JSON to `path`, atomically"
     with atomic_write(path) as f: json.dump(obj, f, indent=2, default=_json_default, **kwargs)
@@ -95,7 +95,7 @@ def _json_default(o):
     if isinstance(o, Path): return str(o)
     raise TypeError(f"not JSON serialisable: {type(o).__name__}")
 
-# %% ../nbs/00_core.ipynb #9c4ccda7
+# %% ../nbs/00_core.ipynb #49213297
 def ef_from_volumes(edv:float, # end-diastolic volume
                     esv:float  # end-systolic volume
                    )->float:   # ejection fraction (%)
@@ -103,7 +103,7 @@ def ef_from_volumes(edv:float, # end-diastolic volume
     if not edv > 0: raise ValueError(f"end-diastolic volume must be positive, got {edv}")
     return 100*(edv-esv)/edv
 
-# %% ../nbs/00_core.ipynb #ddb1813c
+# %% ../nbs/00_core.ipynb #275605bf
 def disk_volume(axis_len:float, # length of the long axis (pixels)
                 chords           # the perpendicular chord lengths, one per disk (pixels)
                )->float:         # volume (cubic pixels)
@@ -111,7 +111,7 @@ def disk_volume(axis_len:float, # length of the long axis (pixels)
     chords = np.asarray(chords, dtype=float)
     return float(np.pi/4 * (chords**2).sum() * axis_len/len(chords))
 
-# %% ../nbs/00_core.ipynb #d400b144
+# %% ../nbs/00_core.ipynb #fe6bee00
 def volume_from_tracing(segs # (n, 4) array of x1,y1,x2,y2: the long axis first, then the chords
                        )->float:
     "Method-of-disks volume from one traced frame of `VolumeTracings.csv`"
@@ -121,7 +121,7 @@ def volume_from_tracing(segs # (n, 4) array of x1,y1,x2,y2: the long axis first,
     lens = np.hypot(segs[:,2]-segs[:,0], segs[:,3]-segs[:,1])
     return disk_volume(lens[0], lens[1:])
 
-# %% ../nbs/00_core.ipynb #c86ce3f1
+# %% ../nbs/00_core.ipynb #cb6ee4f7
 EF_BINS = [(-np.inf, 30, '<30'), (30, 40, '30-40'), (40, 55, '40-55'), (55, 70, '55-70'), (70, np.inf, '>=70')]
 
 def ef_category(ef:float)->str:
@@ -135,7 +135,7 @@ def esc_class(ef:float)->str:
     if not np.isfinite(ef): raise ValueError(f"EF must be a number, got {ef}")
     return 'HFrEF' if ef <= 40 else 'HFmrEF' if ef < 50 else 'HFpEF'
 
-# %% ../nbs/00_core.ipynb #5cde6ad4
+# %% ../nbs/00_core.ipynb #b3aecbcc
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD  = (0.229, 0.224, 0.225)
 
@@ -204,6 +204,7 @@ class TrainConfig:
     log_every: int = 10               # optimizer steps between metrics.csv rows
     max_minutes: Optional[float] = None  # stop training after this wall time (checkpoint and evaluate as usual)
     device: str = 'auto'              # auto, cpu, cuda or cuda:N
+    threads: Optional[int] = None     # torch CPU threads (None: torch's default); 1 when loader workers share 2 cores
     wandb: str = 'auto'               # auto (online with an API key, else offline), online, offline or disabled
     wandb_project: str = 'echonet_ef' # W&B project name
 
@@ -216,7 +217,7 @@ class Config:
     optim: OptimConfig = field(default_factory=OptimConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
 
-# %% ../nbs/00_core.ipynb #28140eb1
+# %% ../nbs/00_core.ipynb #0f7ffca1
 def _check_type(val, tp, key):
     "Coerce `val` to type `tp` or raise `ConfigError` naming `key`"
     origin, args = get_origin(tp), get_args(tp)
@@ -264,7 +265,7 @@ def from_dict(cls, # a config dataclass, e.g. `Config`
             raise ConfigError(f"unknown config key '{prefix}{k}'" + (f" (did you mean '{prefix}{close[0]}'?)" if close else ''))
     return cls(**{k: _check_type(v, hints[k], prefix+k) for k,v in d.items()})
 
-# %% ../nbs/00_core.ipynb #9ad39c83
+# %% ../nbs/00_core.ipynb #09dde648
 def apply_overrides(d:dict, # nested config data
                     overrides=() # strings 'section.key=value'
                    )->dict:
@@ -285,7 +286,7 @@ def _yaml_value(s:str):
         with contextlib.suppress(ValueError): return float(v)
     return v
 
-# %% ../nbs/00_core.ipynb #0fded504
+# %% ../nbs/00_core.ipynb #59696afb
 def load_config(src=None, # YAML path, dict, `Config`, or None for the defaults
                 overrides=() # 'section.key=value' strings
                )->Config:
@@ -307,7 +308,7 @@ def config_dict(cfg:Config)->dict:
     "`cfg` as nested plain data (tuples become lists), ready for YAML or JSON"
     return json.loads(json.dumps(asdict(cfg)))
 
-# %% ../nbs/00_core.ipynb #45ed002a
+# %% ../nbs/00_core.ipynb #17408bb1
 def get_device(pref:str='auto' # auto, cpu, cuda or cuda:N
               )->torch.device:
     "The torch device for `pref`; auto picks CUDA when available"
@@ -317,7 +318,7 @@ def get_device(pref:str='auto' # auto, cpu, cuda or cuda:N
     try: return torch.device(pref)
     except RuntimeError: raise ConfigError(f"unknown device '{pref}'")
 
-# %% ../nbs/00_core.ipynb #f93ecff9
+# %% ../nbs/00_core.ipynb #efbb045b
 def set_seed(seed:int # seed for python, numpy and torch (all devices)
             ):
     "Seed every random number generator the project uses"

@@ -7,7 +7,7 @@ __all__ = ['param_groups', 'warmup_cosine', 'amp_setup', 'regression_metrics', '
            'load_checkpoint', 'find_model', 'TrainingError', 'latest_checkpoint', 'check_compatible', 'Trainer',
            'wandb_mode', 'echonet_ef_train']
 
-# %% ../nbs/06_train.ipynb #0020ec44
+# %% ../nbs/06_train.ipynb #c749712a
 import os, sys, math, time, json, shutil, random, signal, warnings, contextlib, tempfile, errno
 from pathlib import Path
 from typing import Optional, Union
@@ -23,7 +23,7 @@ from .dali_loader import make_dataloaders
 from .model import build_model, save_model, load_model, read_model_config
 from .loss import get_loss
 
-# %% ../nbs/06_train.ipynb #b78c38c9
+# %% ../nbs/06_train.ipynb #73698251
 def param_groups(model:nn.Module, # an `EchoNetRegressor` (its `backbone` gets `lr_backbone`)
                  ocfg:OptimConfig # learning rates and weight decay
                 )->list:
@@ -36,7 +36,7 @@ def param_groups(model:nn.Module, # an `EchoNetRegressor` (its `backbone` gets `
     return [dict(params=ps, name=f'{part}{"" if decay else "_no_decay"}', lr=ocfg.lr_backbone if part == 'backbone' else ocfg.lr_head,
                  weight_decay=ocfg.weight_decay if decay else 0.0) for (part, decay), ps in groups.items() if ps]
 
-# %% ../nbs/06_train.ipynb #ecea77ad
+# %% ../nbs/06_train.ipynb #b0236988
 def warmup_cosine(step:int, # optimizer steps done
                   total:int, # optimizer steps in the run
                   warmup_frac:float=0.1, # fraction of `total` spent warming up
@@ -48,7 +48,7 @@ def warmup_cosine(step:int, # optimizer steps done
     t = min(1.0, (step-warm)/max(1, total-warm))
     return min_frac + (1-min_frac)*0.5*(1+math.cos(math.pi*t))
 
-# %% ../nbs/06_train.ipynb #3a629b8b
+# %% ../nbs/06_train.ipynb #a68e1feb
 def amp_setup(amp:str, # auto, fp16, bf16 or fp32
               device:torch.device
              )->tuple: # (autocast dtype or None, use a GradScaler)
@@ -60,7 +60,7 @@ def amp_setup(amp:str, # auto, fp16, bf16 or fp32
     if amp == 'fp16' and not cuda: raise ConfigError("config key 'train.amp': fp16 needs a CUDA GPU; use bf16 or fp32 on CPU")
     return (torch.float16, True) if amp == 'fp16' else (torch.bfloat16, False)
 
-# %% ../nbs/06_train.ipynb #1299d270
+# %% ../nbs/06_train.ipynb #fada1b36
 def regression_metrics(y, # true EF
                        p  # predicted EF
                       )->dict:
@@ -76,7 +76,7 @@ def regression_metrics(y, # true EF
         out[f'n_{name}'] = int(m.sum())
     return out
 
-# %% ../nbs/06_train.ipynb #af48f9ca
+# %% ../nbs/06_train.ipynb #f14de584
 @torch.no_grad()
 def predict_loader(model:nn.Module, dl, # an `EchoNetRegressor` and a loader of dict batches
                    device=None, # default: the model's device
@@ -98,7 +98,7 @@ def predict_loader(model:nn.Module, dl, # an `EchoNetRegressor` and a loader of 
     model.train(was)
     return pd.DataFrame(rows, columns=['FileName', 'EF', 'EF_pred']).drop_duplicates('FileName').reset_index(drop=True)
 
-# %% ../nbs/06_train.ipynb #e0968660
+# %% ../nbs/06_train.ipynb #344f9b17
 def _rng_state()->dict:
     st = np.random.get_state()
     return dict(python=json.loads(json.dumps(random.getstate())), numpy=[st[0], st[1].tolist(), *st[2:]])
@@ -131,7 +131,7 @@ def load_checkpoint(path)->tuple: # (state dict, trainer dict)
     except Exception as e: raise CheckpointError(f"{path/'trainer.pt'}: unreadable ({str(e).splitlines()[0]})") from None
     return json.loads((path/'state.json').read_text()), trainer
 
-# %% ../nbs/06_train.ipynb #de1affc0
+# %% ../nbs/06_train.ipynb #8b48b776
 def find_model(path # a model folder, a training checkpoint folder, or a run folder
               )->Path: # the model folder (config.json + model.safetensors)
     "The model folder that `path` designates"
@@ -146,11 +146,11 @@ def find_model(path # a model folder, a training checkpoint folder, or a run fol
     raise CheckpointError(f"{p}: not a checkpoint (expected a model folder with config.json and model.safetensors, "
                           "a training checkpoint holding model/, or a run folder holding checkpoints/)")
 
-# %% ../nbs/06_train.ipynb #9af9ed74
+# %% ../nbs/06_train.ipynb #a2920fa6
 class TrainingError(EchoNetError, RuntimeError):
     "Training cannot go on (e.g. the loss keeps being non-finite)"
 
-# %% ../nbs/06_train.ipynb #e279e2e7
+# %% ../nbs/06_train.ipynb #2d02c367
 def _dist_info()->tuple:
     "(rank, world_size, local_rank) from torchrun's environment"
     return int(os.environ.get('RANK', 0)), int(os.environ.get('WORLD_SIZE', 1)), int(os.environ.get('LOCAL_RANK', 0))
@@ -170,7 +170,7 @@ def latest_checkpoint(out)->Optional[Path]:
     cks = [c for c in cks if c.name.rsplit('_', 1)[1].isdigit()]
     return cks[-1] if cks else None
 
-# %% ../nbs/06_train.ipynb #9a412eee
+# %% ../nbs/06_train.ipynb #3d78008c
 def _arch(cfg:dict)->dict:
     m, d = cfg['model'], cfg['data']
     return {'model.backbone': m['backbone'], 'model.videomae': m['videomae'], 'model.pool': m['pool'],
@@ -182,7 +182,7 @@ def check_compatible(saved:dict, cfg:Config, ckpt):
     for k in a:
         if a[k] != b[k]: raise CheckpointError(f"{ckpt}: checkpoint was trained with {k}={a[k]!r}, but this config has {k}={b[k]!r}")
 
-# %% ../nbs/06_train.ipynb #c3264543
+# %% ../nbs/06_train.ipynb #7efeb55e
 class Trainer:
     "A training run of `cfg` writing to `out`"
     def __init__(self, cfg:Config, # the run's config (data.root must be set)
@@ -196,6 +196,7 @@ class Trainer:
         self.main = self.rank == 0
         self._setup_out(resume, overwrite)
         self._setup_dist()
+        if self.device.type == 'cpu' and cfg.train.threads: torch.set_num_threads(cfg.train.threads)
         set_seed(cfg.train.seed + self.rank)
         self.autocast_dtype, use_scaler = amp_setup(cfg.train.amp, self.device)
         self.dls = make_dataloaders(cfg.data, splits=('TRAIN', 'VAL'), seed=cfg.train.seed, rank=self.rank, world_size=self.world)
@@ -213,7 +214,7 @@ class Trainer:
         self.ddp = (torch.nn.parallel.DistributedDataParallel(self.model, device_ids=[self.device.index] if self.device.type == 'cuda' else None)
                     if self.world > 1 else None)
 
-# %% ../nbs/06_train.ipynb #552416bf
+# %% ../nbs/06_train.ipynb #902ea68f
 @patch
 def _setup_out(self:Trainer, resume, overwrite):
     out, cfg = self.out, self.cfg
@@ -241,7 +242,7 @@ def _setup_dist(self:Trainer):
     if dev.type == 'cuda' and self.world > 1: dev = torch.device('cuda', self.local_rank); torch.cuda.set_device(dev)
     self.device = dev
 
-# %% ../nbs/06_train.ipynb #93db6ee1
+# %% ../nbs/06_train.ipynb #6247cad1
 @patch
 def _restore(self:Trainer, ckpt:Path):
     state, tr = load_checkpoint(ckpt)
@@ -271,7 +272,7 @@ def save(self:Trainer, name:str)->Optional[Path]:
     except OSError as e:
         raise EchoNetError(f"{self.out/'checkpoints'/name}: could not write checkpoint ({e.strerror or e}); earlier checkpoints are intact") from None
 
-# %% ../nbs/06_train.ipynb #9b39c6f8
+# %% ../nbs/06_train.ipynb #707784a8
 @patch
 def _micro_batches(self:Trainer):
     dl = self.dls['TRAIN']
@@ -289,7 +290,7 @@ def _forward_loss(self:Trainer, b)->torch.Tensor:
         p = (self.ddp or self.model)(x)
     return self.loss_fn(p.float(), y.float())
 
-# %% ../nbs/06_train.ipynb #4111fffb
+# %% ../nbs/06_train.ipynb #d79ac3f2
 @patch
 def train_step(self:Trainer, batches)->Optional[float]:
     "One optimizer step over `grad_accum` micro-batches from `batches`; the loss, or None if it was skipped"
@@ -326,7 +327,7 @@ def train_step(self:Trainer, batches)->Optional[float]:
     self.state['step'] += 1
     return tot / n
 
-# %% ../nbs/06_train.ipynb #130d9566
+# %% ../nbs/06_train.ipynb #549c90a7
 @patch
 def validate(self:Trainer)->dict:
     "Val loss, MAE, RMSE, R² and per-bin MAE of the current model"
@@ -354,7 +355,7 @@ def _after_validation(self:Trainer, m:dict)->bool:
             shutil.rmtree(old, ignore_errors=True)
     return stop
 
-# %% ../nbs/06_train.ipynb #56c81713
+# %% ../nbs/06_train.ipynb #4cc7490d
 def wandb_mode(mode:str='auto')->str:
     "The W&B mode to use: `auto` is online with an API key, else offline; WANDB_MODE in the environment wins"
     env = os.environ.get('WANDB_MODE')
@@ -382,7 +383,7 @@ def _wandb_id(self:Trainer)->str:
         with atomic_write(f) as o: o.write(f"{int(time.time())}-{os.getpid()}")
     return f.read_text().strip()
 
-# %% ../nbs/06_train.ipynb #af37edec
+# %% ../nbs/06_train.ipynb #a6a1cca8
 @patch
 def log(self:Trainer, row:dict):
     "Record `row` in the history, metrics.csv and W&B"
@@ -409,7 +410,7 @@ def plot_curves(self:Trainer)->Optional[Path]:
     plt.close(fig)
     return self.out/'loss_curve.png'
 
-# %% ../nbs/06_train.ipynb #37ae2408
+# %% ../nbs/06_train.ipynb #0ec7a553
 @patch
 def fit(self:Trainer, callback=None # called as callback(trainer) after every optimizer step (tests use it)
        )->dict: # the final state
@@ -456,7 +457,7 @@ def fit(self:Trainer, callback=None # called as callback(trainer) after every op
 def _main_thread()->bool:
     import threading; return threading.current_thread() is threading.main_thread()
 
-# %% ../nbs/06_train.ipynb #c7cde13f
+# %% ../nbs/06_train.ipynb #9702138c
 @patch
 def _check_sync(self:Trainer):
     s = torch.stack([p.detach().double().sum() for p in self.model.parameters()]).sum().reshape(1).to(self.device)
@@ -464,7 +465,7 @@ def _check_sync(self:Trainer):
     if not all(torch.equal(parts[0], q) for q in parts): raise TrainingError(f"parameters differ across the {self.world} processes")
     if self.main: print(f"parameters in sync across {self.world} processes (checksum {parts[0].item():.6f})")
 
-# %% ../nbs/06_train.ipynb #07a8f944
+# %% ../nbs/06_train.ipynb #d4bf09d5
 @call_parse
 @cli_errors
 def echonet_ef_train(config:str=None, # YAML config (default: the built-in defaults, VideoMAE-base)
