@@ -103,6 +103,7 @@ setup() {
     say "missing: ${missing[*]}; no wheels in $WHEELS_DIR, trying the package index (fails fast offline)"
     timeout 60 $PY -m pip install -q --retries 0 --timeout 5 fastcore==1.14.5 nbdev==2.4.14 execnb >>"$LOG" 2>&1 || say "   (pip could not reach a registry)"
   fi
+  export PYTHONPATH="$ROOT${PYTHONPATH:+:$PYTHONPATH}"   # scripts under bench/ must import this tree's echonet_ef
   if have echonet_ef && $PY -c "import echonet_ef, sys; sys.exit(not echonet_ef.__file__.startswith('$ROOT'))" 2>/dev/null; then say "echonet_ef already installed from this tree"
   elif $PY -m pip install -q --no-deps --no-build-isolation -e . >>"$LOG" 2>&1; then say "pip install -e . --no-deps: ok"
   else say "pip install -e . failed; using PYTHONPATH=$ROOT instead"; export PYTHONPATH="$ROOT${PYTHONPATH:+:$PYTHONPATH}"; fi
