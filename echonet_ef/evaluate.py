@@ -9,7 +9,7 @@ __all__ = ['PRED_COLS', 'LEVELS', 'PLOTS', 'model_data_config', 'z_value', 'summ
            'coverage_curve', 'plot_calibration', 'save_fig', 'save_plots', 'fit_scale', 'apply_scale',
            'save_calibration', 'baseline_mae', 'evaluate_checkpoint', 'echonet_ef_evaluate']
 
-# %% ../nbs/07_evaluate.ipynb #b46b6652
+# %% ../nbs/07_evaluate.ipynb #29fb67c0
 import math, json, warnings, contextlib, tempfile
 from pathlib import Path
 from typing import Optional, Union
@@ -25,7 +25,7 @@ from .data import EchoDataset, read_filelist, SPLITS
 from .model import EchoNetRegressor, load_model, read_model_config, predict_with_uncertainty
 from .train import regression_metrics, find_model
 
-# %% ../nbs/07_evaluate.ipynb #e9c106d7
+# %% ../nbs/07_evaluate.ipynb #5ee7c38f
 def model_data_config(model:EchoNetRegressor, # a model, whose `extra` holds the data settings it was trained with
                       root=None, # EchoNet-Dynamic folder
                       batch_size:int=16, # clips per forward pass
@@ -38,7 +38,7 @@ def model_data_config(model:EchoNetRegressor, # a model, whose `extra` holds the
                       ref_fps=e.get('ref_fps', 50.0), mean=tuple(e.get('mean', IMAGENET_MEAN)), std=tuple(e.get('std', IMAGENET_STD)),
                       augment=False, batch_size=batch_size, num_workers=num_workers)
 
-# %% ../nbs/07_evaluate.ipynb #e4d62f97
+# %% ../nbs/07_evaluate.ipynb #5a540947
 def z_value(level:float=0.9 # coverage of a central interval
            )->float:
     "The standard-normal quantile z such that mean ± z·sd covers `level`"
@@ -55,7 +55,7 @@ def summarize_samples(s, # (n_samples, n_clips) MC-dropout EF samples of one vid
     half = z_value(level)*std*scale
     return float(mean), float(std), float(mean - half), float(mean + half)
 
-# %% ../nbs/07_evaluate.ipynb #58df97ba
+# %% ../nbs/07_evaluate.ipynb #a512e3d4
 def parse_clips(clips # 1, N, 'all', or the same as a string
                )->Union[int,str]:
     "Validate the number of evaluation clips per video: a positive int or 'all'"
@@ -66,7 +66,7 @@ def parse_clips(clips # 1, N, 'all', or the same as a string
     elif isinstance(clips, (int, np.integer)) and not isinstance(clips, bool) and clips > 0: return int(clips)
     raise ConfigError(f"clips must be a positive whole number or 'all', got {clips!r}")
 
-# %% ../nbs/07_evaluate.ipynb #d9eb69f5
+# %% ../nbs/07_evaluate.ipynb #944cbb08
 PRED_COLS = ['FileName', 'EF', 'EF_pred', 'EF_low', 'EF_high', 'EF_std', 'category', 'category_pred',
              'esc_class', 'esc_class_pred', 'n_clips']
 
@@ -80,7 +80,7 @@ def _predict_clips(model, items, n_samples, bs, device)->list:
                    for i in range(0, len(x), bs)], 1).numpy()
     return np.split(s, np.cumsum([len(o) for o in xs])[:-1], axis=1)
 
-# %% ../nbs/07_evaluate.ipynb #86584f1e
+# %% ../nbs/07_evaluate.ipynb #3fa7fb8f
 def _rows(items, samples, level, scale)->list:
     rows = []
     for it, s in zip(items, samples):
@@ -119,7 +119,7 @@ def evaluate_model(model:EchoNetRegressor, # the model (its `extra` gives the da
                 rows += _rows(pending, _predict_clips(model, pending, n_samples, batch_size, device), level, scale); pending = []
     return pd.DataFrame(rows, columns=PRED_COLS)
 
-# %% ../nbs/07_evaluate.ipynb #1e10b374
+# %% ../nbs/07_evaluate.ipynb #19d5161b
 def bland_altman(y, # true EF
                  p  # predicted EF
                 )->dict: # bias, sd, loa_low, loa_high
@@ -128,7 +128,7 @@ def bland_altman(y, # true EF
     bias, sd = float(d.mean()), (float(d.std(ddof=1)) if len(d) > 1 else float('nan'))
     return dict(bias=bias, sd=sd, loa_low=bias - 1.96*sd, loa_high=bias + 1.96*sd)
 
-# %% ../nbs/07_evaluate.ipynb #84d66232
+# %% ../nbs/07_evaluate.ipynb #81f149f6
 def detection_metrics(y, # true EF
                       p, # predicted EF
                       cut:float=40 # EF below this is "reduced"
@@ -142,7 +142,7 @@ def detection_metrics(y, # true EF
     spec = float((~pred_pos & ~pos).sum()/n_neg) if n_neg else float('nan')
     return dict(auc=auc, sensitivity=sens, specificity=spec, n_pos=n_pos, n_neg=n_neg)
 
-# %% ../nbs/07_evaluate.ipynb #2d39b7a4
+# %% ../nbs/07_evaluate.ipynb #28d15a04
 def bootstrap_ci(y, # true EF
                  p, # predicted EF
                  n_boot:int=1000, # resamples
@@ -161,7 +161,7 @@ def bootstrap_ci(y, # true EF
     q = [50 - 50*ci, 50 + 50*ci]
     return {k: ([float(x) for x in np.nanpercentile(v, q)] if np.isfinite(v).any() else nan[k]) for k, v in vals.items()}
 
-# %% ../nbs/07_evaluate.ipynb #e43a9867
+# %% ../nbs/07_evaluate.ipynb #91a48bf0
 def coverage(y, # true EF
              low, # lower ends of the intervals
              high # upper ends of the intervals
@@ -170,7 +170,7 @@ def coverage(y, # true EF
     y = np.asarray(y, float)
     return float(((y >= np.asarray(low, float)) & (y <= np.asarray(high, float))).mean()) if len(y) else float('nan')
 
-# %% ../nbs/07_evaluate.ipynb #6589960d
+# %% ../nbs/07_evaluate.ipynb #16f8e5ed
 def clinical_metrics(y, # true EF
                      p, # predicted EF
                      low=None, high=None, # interval ends, for `coverage`
@@ -194,7 +194,7 @@ def clinical_metrics(y, # true EF
     out.update(mae_ci90=ci['mae'], rmse_ci90=ci['rmse'], r2_ci90=ci['r2'])
     return out
 
-# %% ../nbs/07_evaluate.ipynb #b26aca26
+# %% ../nbs/07_evaluate.ipynb #7d2312f1
 def ef_report(df:pd.DataFrame, # predictions, as from `evaluate_model`
               level:float=0.9, # the intervals' nominal coverage
               **kwargs # passed to `clinical_metrics` (n_boot, seed)
@@ -210,7 +210,7 @@ def json_safe(o):
     if isinstance(o, np.integer): return int(o)
     return o
 
-# %% ../nbs/07_evaluate.ipynb #5f5b323d
+# %% ../nbs/07_evaluate.ipynb #ce4c7adc
 _BIN_EDGES = [0, 30, 40, 55, 70, 100]
 
 def _ax(ax, figsize=(5, 4.5)):
@@ -232,7 +232,7 @@ def plot_scatter(df:pd.DataFrame, # predictions
     ax.legend(loc='upper left')
     return fig
 
-# %% ../nbs/07_evaluate.ipynb #3cc6fd5d
+# %% ../nbs/07_evaluate.ipynb #750952bf
 def plot_bland_altman(df:pd.DataFrame, ax=None):
     "Bland–Altman plot: predicted − true against their mean, with bias and 95% limits of agreement"
     fig, ax = _ax(ax, (6, 4))
@@ -245,7 +245,7 @@ def plot_bland_altman(df:pd.DataFrame, ax=None):
     ax.set(xlabel='mean of true and predicted EF (%)', ylabel='predicted − true EF', title='Bland–Altman'); ax.legend(fontsize=8)
     return fig
 
-# %% ../nbs/07_evaluate.ipynb #21984045
+# %% ../nbs/07_evaluate.ipynb #47a5641e
 def plot_category_mae(df:pd.DataFrame, ax=None):
     "Bar chart of the MAE in each of the seed's five EF bins, with counts"
     fig, ax = _ax(ax, (6, 3.5))
@@ -260,7 +260,7 @@ def plot_category_mae(df:pd.DataFrame, ax=None):
     ax.set(xlabel='true EF category (%)', ylabel='MAE (EF points)', title='MAE by EF category'); ax.legend(fontsize=8)
     return fig
 
-# %% ../nbs/07_evaluate.ipynb #aa7dea00
+# %% ../nbs/07_evaluate.ipynb #da57a886
 def plot_residuals(df:pd.DataFrame, ax=None):
     "Histogram of the residuals predicted − true"
     fig, ax = _ax(ax, (6, 3.5))
@@ -270,7 +270,7 @@ def plot_residuals(df:pd.DataFrame, ax=None):
     ax.set(xlabel='predicted − true EF', ylabel='videos', title='residuals'); ax.legend(fontsize=8)
     return fig
 
-# %% ../nbs/07_evaluate.ipynb #81ee5332
+# %% ../nbs/07_evaluate.ipynb #e75797d8
 def plot_roc(df:pd.DataFrame, ax=None, cuts=(40, 50)):
     "ROC curves for detecting true EF below each of `cuts`, scored by −predicted EF"
     fig, ax = _ax(ax, (4.5, 4.5))
@@ -284,8 +284,8 @@ def plot_roc(df:pd.DataFrame, ax=None, cuts=(40, 50)):
     ax.set(xlabel='1 − specificity', ylabel='sensitivity', title='ROC', xlim=(0, 1), ylim=(0, 1.02), aspect='equal'); ax.legend(fontsize=8, loc='lower right')
     return fig
 
-# %% ../nbs/07_evaluate.ipynb #3fab460c
-LEVELS = np.round(np.arange(0.5, 0.951, 0.05), 2)
+# %% ../nbs/07_evaluate.ipynb #934ca260
+LEVELS = tuple(float(l) for l in np.round(np.arange(0.5, 0.951, 0.05), 2))
 
 def coverage_curve(df:pd.DataFrame, # predictions with EF_std (the pooled, unscaled MC spread)
                    scale:float=1.0, # interval width multiplier
@@ -306,7 +306,7 @@ def plot_calibration(df:pd.DataFrame, scales=None, # {label: scale}; default {'s
     ax.legend(fontsize=8, loc='upper left')
     return fig
 
-# %% ../nbs/07_evaluate.ipynb #6269ed63
+# %% ../nbs/07_evaluate.ipynb #43ea2573
 PLOTS = dict(scatter=plot_scatter, bland_altman=plot_bland_altman, category_mae=plot_category_mae,
              residuals=plot_residuals, roc=plot_roc, calibration=plot_calibration)
 
@@ -323,7 +323,7 @@ def save_plots(df:pd.DataFrame, # predictions
     "Write the six evaluation plots of `df` into `out` as PNGs"
     return [save_fig(f(df, scales) if name == 'calibration' else f(df), Path(out)/f'{name}.png') for name, f in PLOTS.items()]
 
-# %% ../nbs/07_evaluate.ipynb #3e707541
+# %% ../nbs/07_evaluate.ipynb #a536f1c3
 def fit_scale(y, # true EF (VAL)
               p, # predicted EF
               std, # MC-dropout std (unscaled)
@@ -341,7 +341,7 @@ def fit_scale(y, # true EF (VAL)
         k = len(y)
     return float(scores[k-1])*(1 + 1e-9)   # so that rounding cannot leave the k-th video just outside
 
-# %% ../nbs/07_evaluate.ipynb #7e633e85
+# %% ../nbs/07_evaluate.ipynb #b0986f93
 def apply_scale(df:pd.DataFrame, # predictions with EF_pred and EF_std
                 scale:float, # interval width multiplier
                 level:float=0.9 # the intervals' coverage
@@ -361,7 +361,7 @@ def save_calibration(path, # model folder (config.json + model.safetensors)
     save_json(cfg, path/'config.json')
     return path/'config.json'
 
-# %% ../nbs/07_evaluate.ipynb #18fcd2ba
+# %% ../nbs/07_evaluate.ipynb #6bf9931d
 def _check_split(split)->str:
     if not isinstance(split, str) or split.strip().upper() not in SPLITS:
         raise DataError(f"unknown split {split!r} (expected TRAIN, VAL or TEST)")
@@ -389,7 +389,7 @@ def baseline_mae(model:EchoNetRegressor, df:pd.DataFrame, data)->tuple: # (MAE, 
         m = tr.EF.mean() if len(tr) else float('nan')
     return float((df.EF - m).abs().mean()), float(m)
 
-# %% ../nbs/07_evaluate.ipynb #876dc39c
+# %% ../nbs/07_evaluate.ipynb #d6135cc5
 def _calibrate(model, mdir, val, level, test_df)->dict:
     "Fit the scale on `val`, store it in `mdir`, and report coverage before/after"
     s = fit_scale(val.EF, val.EF_pred, val.EF_std, level)
@@ -400,7 +400,7 @@ def _calibrate(model, mdir, val, level, test_df)->dict:
     save_calibration(mdir, s, info); model.calibration = s
     return dict(calibration=info, coverage_before=cov(test_df, 1.0), coverage_after=cov(test_df, s))
 
-# %% ../nbs/07_evaluate.ipynb #4e4790a8
+# %% ../nbs/07_evaluate.ipynb #a25a4b9c
 def evaluate_checkpoint(checkpoint, # model folder, training checkpoint or run folder
                         data, # EchoNet-Dynamic folder
                         split:str='TEST', # TRAIN, VAL or TEST
@@ -443,7 +443,7 @@ def _write_outputs(df, m, out):
     with atomic_write(out/'predictions.csv') as f: df.to_csv(f, index=False)
     save_json(json_safe(m), out/'metrics.json', allow_nan=False)
 
-# %% ../nbs/07_evaluate.ipynb #a0a4e0c5
+# %% ../nbs/07_evaluate.ipynb #0afa47fe
 def _summary(m:dict, out)->str:
     f = lambda v, d=2: 'n/a' if v is None or (isinstance(v, float) and not np.isfinite(v)) else f'{v:.{d}f}'
     lines = [f"{m['split']}: {m['n']} videos, {m['clips']} clip(s) each, {m['n_samples']} MC-dropout samples",
@@ -460,7 +460,7 @@ def _summary(m:dict, out)->str:
     if out is not None: lines.append(f"wrote predictions.csv, metrics.json and {len(PLOTS)} plots to {out}")
     return '\n'.join(lines)
 
-# %% ../nbs/07_evaluate.ipynb #8dd2e33e
+# %% ../nbs/07_evaluate.ipynb #deee96de
 @call_parse
 @cli_errors
 def echonet_ef_evaluate(checkpoint:str=None, # model folder, training checkpoint or run folder
