@@ -89,7 +89,20 @@ def proc_nb(src, dst, execute=True):
     os.chdir(src.parent)  # notebooks run from their folder, as under nbdev_test
     nb = read_nb(src)
     DocsFilter(execute)(nb)
+    for c in nb.cells:  # live-widget outputs mean nothing on a static page (and their nested 'source' keys break write_nb)
+        if c.get('outputs'): c['outputs'] = [o for o in c['outputs'] if not _widget_output(o)]
+    nb.metadata.pop('widgets', None)   # the widget state the kernel saved
     write_nb(nb, dst)
+
+def _widget_output(o)->bool:
+    "Whether output `o` is a live ipywidget view (or holds a non-text 'source' that execnb cannot write)"
+    data = o.get('data', {}) or {}
+    if 'application/vnd.jupyter.widget-view+json' in data: return True
+    def bad(x):
+        if isinstance(x, dict): return any((k == 'source' and not isinstance(v, str)) or bad(v) for k, v in x.items())
+        if isinstance(x, (list, tuple)): return any(bad(v) for v in x)
+        return False
+    return bad(o)
 
 def proc_all(fns, nbs, dest, execute=True, n_workers=2, timeout=900):
     "Process notebooks `fns` from `nbs` into `dest` (a fresh Python per notebook, `n_workers` at once, each within `timeout` s)"
