@@ -5,7 +5,7 @@
 # %% auto #0
 __all__ = ['DEMO_YAML', 'demo_config', 'run_demo', 'echonet_ef_demo']
 
-# %% ../nbs/10_demo.ipynb #f4764886
+# %% ../nbs/10_demo.ipynb #a28c15f1
 import os, sys, time, json, shutil, warnings
 from pathlib import Path
 from typing import Optional
@@ -17,7 +17,7 @@ from .data import read_filelist
 from .train import Trainer
 from .evaluate import evaluate_checkpoint
 
-# %% ../nbs/10_demo.ipynb #486d53a8
+# %% ../nbs/10_demo.ipynb #5f4afca4
 DEMO_YAML = """\
 # The tiny CPU demo: a VideoMAE trained from scratch on synthetic data in ~6 minutes on 2 cores.
 # Tokens span the whole clip (tubelet_size == clip_len): see FINDINGS.md for why that is what lets it learn here.
@@ -64,7 +64,7 @@ def demo_config(data:str, # the dataset folder
     "The demo's `Config`, reading from `data`"
     return load_config(yaml.safe_load(DEMO_YAML), [f'data.root={data}', *overrides])
 
-# %% ../nbs/10_demo.ipynb #dda5b4c2
+# %% ../nbs/10_demo.ipynb #fbb22190
 def _dataset(data:Path, n_videos:int, seed:int, quiet:bool):
     if (data/'FileList.csv').exists():
         try:
@@ -76,7 +76,7 @@ def _dataset(data:Path, n_videos:int, seed:int, quiet:bool):
     if not quiet: print(f"  done in {time.time()-t0:.0f} s\n" + dataset_summary(df))
     return df
 
-# %% ../nbs/10_demo.ipynb #f9863530
+# %% ../nbs/10_demo.ipynb #04973f48
 def run_demo(out='demo_run', # output folder
              n_videos:int=400, # synthetic videos to generate
              minutes:Optional[float]=None, # training time budget (default: the config's)
@@ -109,7 +109,7 @@ def _summary(m, out)->str:
             f"RMSE {m['rmse']:.2f}, R² {m['r2']:.3f}, interval coverage {m['coverage']:.0%}\n"
             f"{m['train_steps']} training steps; {m['total_minutes']:.1f} min in all. Report: {out/'report'}, metrics: {out/'metrics.json'}")
 
-# %% ../nbs/10_demo.ipynb #b5f860c5
+# %% ../nbs/10_demo.ipynb #025163af
 @call_parse
 @cli_errors
 def echonet_ef_demo(out:str='demo_run', # output folder
