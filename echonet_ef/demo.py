@@ -5,7 +5,7 @@
 # %% auto #0
 __all__ = ['DEMO_YAML', 'demo_config', 'run_demo', 'echonet_ef_demo']
 
-# %% ../nbs/10_demo.ipynb #a28c15f1
+# %% ../nbs/10_demo.ipynb #fb6d7648
 import os, sys, time, json, shutil, warnings
 from pathlib import Path
 from typing import Optional
@@ -16,8 +16,10 @@ from .synthetic import make_dataset, dataset_summary
 from .data import read_filelist
 from .train import Trainer
 from .evaluate import evaluate_checkpoint
+from .train import find_model
+from .predict import reference_stats, store_reference_stats
 
-# %% ../nbs/10_demo.ipynb #5f4afca4
+# %% ../nbs/10_demo.ipynb #0caa7756
 DEMO_YAML = """\
 # The tiny CPU demo: a VideoMAE trained from scratch on synthetic data in ~6 minutes on 2 cores.
 # Tokens span the whole clip (tubelet_size == clip_len): see FINDINGS.md for why that is what lets it learn here.
@@ -64,7 +66,7 @@ def demo_config(data:str, # the dataset folder
     "The demo's `Config`, reading from `data`"
     return load_config(yaml.safe_load(DEMO_YAML), [f'data.root={data}', *overrides])
 
-# %% ../nbs/10_demo.ipynb #fbb22190
+# %% ../nbs/10_demo.ipynb #2b909f1e
 def _dataset(data:Path, n_videos:int, seed:int, quiet:bool):
     if (data/'FileList.csv').exists():
         try:
@@ -76,7 +78,7 @@ def _dataset(data:Path, n_videos:int, seed:int, quiet:bool):
     if not quiet: print(f"  done in {time.time()-t0:.0f} s\n" + dataset_summary(df))
     return df
 
-# %% ../nbs/10_demo.ipynb #04973f48
+# %% ../nbs/10_demo.ipynb #0b93d574
 def run_demo(out='demo_run', # output folder
              n_videos:int=400, # synthetic videos to generate
              minutes:Optional[float]=None, # training time budget (default: the config's)
@@ -96,6 +98,7 @@ def run_demo(out='demo_run', # output folder
                         f"from scratch for up to {cfg.train.max_minutes} min ...")
     st = Trainer(cfg, out/'run', overwrite=True, quiet=quiet).fit()
     t_train = time.time()
+    _store_ref_stats(out, cfg)
     df, m = evaluate_checkpoint(out/'run', out/'data', 'TEST', out/'report', clips=4, calibrate=True)
     shutil.copy(out/'run'/'loss_curve.png', out/'report'/'loss_curve.png')
     m = dict(m, mae_ratio=m['mae']/m['baseline_mae'], train_steps=st['step'], train_stopped=st['stopped'],
@@ -104,12 +107,18 @@ def run_demo(out='demo_run', # output folder
     if not quiet: print(_summary(m, out))
     return m
 
+def _store_ref_stats(out:Path, cfg:Config, n:int=40):
+    "Give the demo model the intensity/motion ranges of its training videos, for the predictor's out-of-distribution flag"
+    tr = read_filelist(out/'data', 'TRAIN').FileName[:n]
+    ref = reference_stats([out/'data'/'Videos'/f'{f}.avi' for f in tr], period=cfg.data.period)
+    store_reference_stats(find_model(out/'run'), ref)
+
 def _summary(m, out)->str:
     return (f"\nTEST: MAE {m['mae']:.2f} (always predicting the training mean: {m['baseline_mae']:.2f}; ratio {m['mae_ratio']:.2f}), "
             f"RMSE {m['rmse']:.2f}, R² {m['r2']:.3f}, interval coverage {m['coverage']:.0%}\n"
             f"{m['train_steps']} training steps; {m['total_minutes']:.1f} min in all. Report: {out/'report'}, metrics: {out/'metrics.json'}")
 
-# %% ../nbs/10_demo.ipynb #025163af
+# %% ../nbs/10_demo.ipynb #f12bbf72
 @call_parse
 @cli_errors
 def echonet_ef_demo(out:str='demo_run', # output folder
