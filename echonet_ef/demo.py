@@ -5,7 +5,7 @@
 # %% auto #0
 __all__ = ['DEMO_YAML', 'demo_config', 'run_demo', 'echonet_ef_demo']
 
-# %% ../nbs/10_demo.ipynb #fb6d7648
+# %% ../nbs/10_demo.ipynb #e7c7b9e5
 import os, sys, time, json, shutil, warnings
 from pathlib import Path
 from typing import Optional
@@ -19,7 +19,7 @@ from .evaluate import evaluate_checkpoint
 from .train import find_model
 from .predict import reference_stats, store_reference_stats
 
-# %% ../nbs/10_demo.ipynb #0caa7756
+# %% ../nbs/10_demo.ipynb #6caa8cc4
 DEMO_YAML = """\
 # The tiny CPU demo: a VideoMAE trained from scratch on synthetic data in ~6 minutes on 2 cores.
 # Tokens span the whole clip (tubelet_size == clip_len): see FINDINGS.md for why that is what lets it learn here.
@@ -66,7 +66,7 @@ def demo_config(data:str, # the dataset folder
     "The demo's `Config`, reading from `data`"
     return load_config(yaml.safe_load(DEMO_YAML), [f'data.root={data}', *overrides])
 
-# %% ../nbs/10_demo.ipynb #2b909f1e
+# %% ../nbs/10_demo.ipynb #72710c08
 def _dataset(data:Path, n_videos:int, seed:int, quiet:bool):
     if (data/'FileList.csv').exists():
         try:
@@ -78,7 +78,7 @@ def _dataset(data:Path, n_videos:int, seed:int, quiet:bool):
     if not quiet: print(f"  done in {time.time()-t0:.0f} s\n" + dataset_summary(df))
     return df
 
-# %% ../nbs/10_demo.ipynb #0b93d574
+# %% ../nbs/10_demo.ipynb #12512dd4
 def run_demo(out='demo_run', # output folder
              n_videos:int=400, # synthetic videos to generate
              minutes:Optional[float]=None, # training time budget (default: the config's)
@@ -118,7 +118,7 @@ def _summary(m, out)->str:
             f"RMSE {m['rmse']:.2f}, R² {m['r2']:.3f}, interval coverage {m['coverage']:.0%}\n"
             f"{m['train_steps']} training steps; {m['total_minutes']:.1f} min in all. Report: {out/'report'}, metrics: {out/'metrics.json'}")
 
-# %% ../nbs/10_demo.ipynb #f12bbf72
+# %% ../nbs/10_demo.ipynb #b52d1061
 @call_parse
 @cli_errors
 def echonet_ef_demo(out:str='demo_run', # output folder
