@@ -16,7 +16,7 @@ import numpy as np, torch
 from fastcore.basics import store_attr, patch_to
 from fastcore.meta import delegates
 from .core import *
-from .data import (EchoDataset, EpochSampler, read_filelist, video_info, read_frames, clip_indices,
+from .data import (EchoDataset, EpochSampler, split_data, read_filelist, video_info, read_frames, clip_indices,
                              get_dataloaders, NATIVE_SIZE)
 
 # %% ../nbs/03_dali.ipynb #5908db83
@@ -306,12 +306,10 @@ def get_dali_dataloaders(cfg:DataConfig, # data settings (root, sizes, batch siz
     "DALI loaders for `splits`, keyed by split name, with the contract of `get_dataloaders`"
     dls = {}
     for split in splits:
-        ds = EchoDataset(cfg.root, split, cfg, seed=seed)
-        if len(ds) == 0: raise DataError(f"{Path(cfg.root)/'FileList.csv'}: no usable {split} videos")
+        ds, sampler = split_data(cfg, split, seed, rank, world_size)
         train = split == 'TRAIN'
         bs = cfg.batch_size if train else (eval_batch_size or cfg.batch_size)
         kwargs.setdefault('num_threads', max(1, cfg.num_workers))
-        sampler = EpochSampler(len(ds), shuffle=train, seed=seed, rank=rank, world_size=world_size, drop_last=train)
         dls[split] = DaliLoader(ds, bs, sampler, drop_last=train, **kwargs)
     return dls
 

@@ -5,9 +5,10 @@
 # %% auto #0
 __all__ = ['FILELIST_COLS', 'REQUIRED_COLS', 'SPLITS', 'TRACING_COLS', 'NATIVE_SIZE', 'read_filelist', 'read_tracings',
            'tracing_volumes', 'video_info', 'read_frames', 'read_video', 'video_period', 'clip_span', 'clip_starts',
-           'clip_indices', 'sample_clip', 'ClipTransform', 'EchoDataset', 'EpochSampler', 'collate', 'get_dataloaders']
+           'clip_indices', 'sample_clip', 'ClipTransform', 'EchoDataset', 'EpochSampler', 'collate', 'split_data',
+           'get_dataloaders']
 
-# %% ../nbs/02_data.ipynb #b38dc78b
+# %% ../nbs/02_data.ipynb #9f5c0d6c
 import os, math, warnings, contextlib
 from pathlib import Path
 from typing import Optional, Union
@@ -17,7 +18,7 @@ from torch.utils.data import Dataset, DataLoader
 from fastcore.basics import store_attr, patch_to
 from .core import *
 
-# %% ../nbs/02_data.ipynb #3520b573
+# %% ../nbs/02_data.ipynb #3865557e
 FILELIST_COLS = ['FileName','EF','ESV','EDV','FrameHeight','FrameWidth','FPS','NumberOfFrames','Split']
 REQUIRED_COLS = ['FileName','EF','Split']
 SPLITS = ('TRAIN','VAL','TEST')
@@ -28,7 +29,7 @@ def _data_root(root)->Path:
     if not root.is_dir(): raise DataError(f"{root}: data folder not found")
     return root
 
-# %% ../nbs/02_data.ipynb #70b041c4
+# %% ../nbs/02_data.ipynb #55015fd2
 def _check_filelist(df:pd.DataFrame, path:Path)->pd.DataFrame:
     "Validate and normalise a FileList `df` read from `path`"
     missing = [c for c in REQUIRED_COLS if c not in df.columns]
@@ -51,7 +52,7 @@ def _check_filelist(df:pd.DataFrame, path:Path)->pd.DataFrame:
     if len(dup): raise DataError(f"{path}: duplicate FileName {dup.iloc[0]!r} ({len(dup)} duplicate row(s))")
     return df.reset_index(drop=True)
 
-# %% ../nbs/02_data.ipynb #e2860df7
+# %% ../nbs/02_data.ipynb #d3c52e30
 def read_filelist(root, # EchoNet-Dynamic folder holding FileList.csv and Videos/
                   split:Optional[str]=None, # TRAIN, VAL or TEST; None for all rows
                   check_videos:bool=True # fail if a listed video is missing from Videos/
@@ -75,7 +76,7 @@ def read_filelist(root, # EchoNet-Dynamic folder holding FileList.csv and Videos
         if missing: raise DataError(f"{path}: {len(missing)} listed video(s) missing from {vids}, e.g. {missing[0]}.avi")
     return df
 
-# %% ../nbs/02_data.ipynb #06bd696c
+# %% ../nbs/02_data.ipynb #eddf3526
 TRACING_COLS = ['FileName','X1','Y1','X2','Y2','Frame']
 
 def read_tracings(root # EchoNet-Dynamic folder holding VolumeTracings.csv
@@ -94,7 +95,7 @@ def read_tracings(root # EchoNet-Dynamic folder holding VolumeTracings.csv
     df['FileName'] = df.FileName.astype(str)
     return df
 
-# %% ../nbs/02_data.ipynb #968c218b
+# %% ../nbs/02_data.ipynb #0d1de8f8
 def tracing_volumes(tr:pd.DataFrame # as returned by `read_tracings`
                    )->pd.DataFrame:
     "Per video: the two traced frames, their method-of-disks volumes, and the EF they give"
@@ -107,7 +108,7 @@ def tracing_volumes(tr:pd.DataFrame # as returned by `read_tracings`
                          EF_tracing=ef_from_volumes(edv, esv)))
     return pd.DataFrame(rows)
 
-# %% ../nbs/02_data.ipynb #86564888
+# %% ../nbs/02_data.ipynb #66317ec5
 NATIVE_SIZE = 112
 
 def _open_video(path):
@@ -132,7 +133,7 @@ def video_info(path # a video file
     if not ok or frame is None or n <= 0: raise DataError(f"{path}: video has no frames")
     return dict(n_frames=n, fps=fps if fps > 0 else 50.0, height=frame.shape[0], width=frame.shape[1], codec=fourcc)
 
-# %% ../nbs/02_data.ipynb #1559fda0
+# %% ../nbs/02_data.ipynb #a58076be
 def _to_rgb(frame, path, size):
     if frame.ndim == 2: frame = np.repeat(frame[..., None], 3, axis=2)
     elif frame.shape[2] == 1: frame = np.repeat(frame, 3, axis=2)
@@ -173,7 +174,7 @@ def read_frames(path, # a video file
     if not got: raise DataError(f"{path}: no frames requested")
     return np.stack([got[i] for i in idxs])
 
-# %% ../nbs/02_data.ipynb #9f9c966b
+# %% ../nbs/02_data.ipynb #f51e80fd
 def read_video(path, # a video file
                size:Optional[int]=NATIVE_SIZE, # resize frames of another size to `size`×`size`; None keeps them
                max_frames:Optional[int]=None # read at most this many frames
@@ -183,7 +184,7 @@ def read_video(path, # a video file
     n = info['n_frames'] if max_frames is None else min(info['n_frames'], max_frames)
     return read_frames(path, np.arange(n), size=size, n_frames=info['n_frames'])
 
-# %% ../nbs/02_data.ipynb #7df5d54d
+# %% ../nbs/02_data.ipynb #c44ea62e
 def video_period(fps:float, # the video's frame rate
                  period:int=4, # frames between clip frames at `ref_fps`
                  ref_fps:Optional[float]=50.0 # the frame rate `period` is meant for; None keeps `period` fixed
@@ -192,7 +193,7 @@ def video_period(fps:float, # the video's frame rate
     if ref_fps is None or not fps or not np.isfinite(fps) or fps <= 0: return period
     return max(1, int(round(period * fps / ref_fps)))
 
-# %% ../nbs/02_data.ipynb #1aa28895
+# %% ../nbs/02_data.ipynb #33df57f4
 def clip_span(clip_len:int, period:int)->int:
     "Frames from the first to the last frame of a clip, inclusive"
     return (clip_len-1)*period + 1
@@ -213,7 +214,7 @@ def clip_indices(start:int, clip_len:int=16, period:int=4)->np.ndarray:
     "Frame indices of the clip that starts at `start`"
     return start + period*np.arange(clip_len)
 
-# %% ../nbs/02_data.ipynb #561f21eb
+# %% ../nbs/02_data.ipynb #15c03d21
 def sample_clip(path, # a video file
                 n_frames:int, # frames in the video
                 start:int, # first frame of the clip
@@ -228,7 +229,7 @@ def sample_clip(path, # a video file
         frames = np.concatenate([frames, np.zeros((int((~mask).sum()),) + frames.shape[1:], frames.dtype)])
     return frames, mask
 
-# %% ../nbs/02_data.ipynb #38b8b5fe
+# %% ../nbs/02_data.ipynb #52453638
 class ClipTransform:
     "uint8 clip (T,H,W,3) -> normalised float32 tensor (T,3,size,size), with optional training augmentation"
     def __init__(self, size:int=224, # output size (the model's image_size)
@@ -262,7 +263,7 @@ class ClipTransform:
             x = ((x - 0.5)*c + 0.5 + b).clamp_(0, 1)
         return x
 
-# %% ../nbs/02_data.ipynb #3cd54268
+# %% ../nbs/02_data.ipynb #5504bd60
 def _probe(root, fnames, strict):
     infos, skipped = {}, []
     for f in fnames:
@@ -274,7 +275,7 @@ def _probe(root, fnames, strict):
         warnings.warn(f"skipped {len(skipped)} unreadable video(s), e.g. {skipped[0][1]}")
     return infos, skipped
 
-# %% ../nbs/02_data.ipynb #bdf93c41
+# %% ../nbs/02_data.ipynb #3f6baa66
 class EchoDataset(Dataset):
     "EchoNet-Dynamic clips of one split, read with OpenCV"
     def __init__(self, root, # EchoNet-Dynamic folder
@@ -297,7 +298,7 @@ class EchoDataset(Dataset):
 
     def __len__(self): return len(self.df)
 
-# %% ../nbs/02_data.ipynb #d005dfc4
+# %% ../nbs/02_data.ipynb #2e978610
 @patch_to(EchoDataset)
 def period(self, i:int)->int:
     "The frame step for item `i`, following its FPS"
@@ -321,7 +322,7 @@ def __getitem__(self, i:int)->dict:
     x = clips[0] if (self.train or self.n_clips == 1) else torch.stack(clips)
     return dict(pixel_values=x, labels=torch.tensor(self.df.EF[i], dtype=torch.float32), filename=self.df.FileName[i])
 
-# %% ../nbs/02_data.ipynb #facb3b63
+# %% ../nbs/02_data.ipynb #1a3d4b81
 class EpochSampler(torch.utils.data.Sampler):
     "Seeded per-epoch order that can resume mid-epoch and shard across processes"
     def __init__(self, n:int, # dataset length
@@ -344,14 +345,22 @@ class EpochSampler(torch.utils.data.Sampler):
     def __iter__(self): return iter(self._order()[self.start:].tolist())
     def __len__(self): return len(self._order()) - self.start
 
-# %% ../nbs/02_data.ipynb #a4756f4e
+# %% ../nbs/02_data.ipynb #4a7c213e
 def collate(items):
     "Default collation, dropping items that failed to read (`None`)"
     items = [o for o in items if o is not None]
     if not items: return None
     return torch.utils.data.default_collate(items)
 
-# %% ../nbs/02_data.ipynb #7e81556f
+# %% ../nbs/02_data.ipynb #0630b0de
+def split_data(cfg:DataConfig, split:str, seed:int=0, rank:int=0, world_size:int=1)->tuple: # (EchoDataset, EpochSampler)
+    "The dataset of `split` and its sampler (shuffled and dropping the tail for TRAIN); an empty split is an error"
+    ds = EchoDataset(cfg.root, split, cfg, seed=seed)
+    if len(ds) == 0: raise DataError(f"{Path(cfg.root)/'FileList.csv'}: no usable {split} videos")
+    train = split == 'TRAIN'
+    return ds, EpochSampler(len(ds), shuffle=train, seed=seed, rank=rank, world_size=world_size, drop_last=train)
+
+# %% ../nbs/02_data.ipynb #bd39b7a1
 def get_dataloaders(cfg:DataConfig, # data settings (root, sizes, batch size, workers)
                     splits=('TRAIN','VAL'), # splits to build
                     seed:int=0, # seed for shuffling and augmentation
@@ -361,10 +370,8 @@ def get_dataloaders(cfg:DataConfig, # data settings (root, sizes, batch size, wo
     "DataLoaders for `splits`, keyed by split name"
     dls = {}
     for split in splits:
-        ds = EchoDataset(cfg.root, split, cfg, seed=seed)
-        if len(ds) == 0: raise DataError(f"{Path(cfg.root)/'FileList.csv'}: no usable {split} videos")
+        ds, sampler = split_data(cfg, split, seed, rank, world_size)
         train = split == 'TRAIN'
-        sampler = EpochSampler(len(ds), shuffle=train, seed=seed, rank=rank, world_size=world_size, drop_last=train)
         bs = cfg.batch_size if train else (eval_batch_size or cfg.batch_size)
         # its own generator: creating an iterator must not draw from the global RNG (exact resume depends on it)
         dls[split] = DataLoader(ds, batch_size=bs, sampler=sampler, num_workers=cfg.num_workers, collate_fn=collate,
