@@ -194,8 +194,8 @@ class Trainer:
         self.cfg, self.out, self.quiet = cfg, Path(out), quiet
         self.rank, self.world, self.local_rank = _dist_info()
         self.main = self.rank == 0
-        self._setup_out(resume, overwrite)
         self._setup_dist()
+        self._setup_out(resume, overwrite)
         if self.device.type == 'cpu' and cfg.train.threads: torch.set_num_threads(cfg.train.threads)
         set_seed(cfg.train.seed + self.rank)
         self.autocast_dtype, use_scaler = amp_setup(cfg.train.amp, self.device)
@@ -226,6 +226,7 @@ def _setup_out(self:Trainer, resume, overwrite):
         check_compatible(saved['config'], cfg, self.ckpt)
     elif _holds_run(out) and not overwrite:
         raise EchoNetError(f"{out}: already holds a run (config.yaml, checkpoints/); pass --resume to continue it or --overwrite to replace it")
+    if self.world > 1: dist.barrier()  # every process has checked `out` before process 0 writes to it
     if not self.main: return
     _check_writable(out)
     if overwrite and not resume:

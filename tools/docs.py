@@ -86,6 +86,7 @@ def proc_nb(src, dst, execute=True):
     "Process notebook `src` into `dst` for rendering: nbdev's processors (as `nbdev_proc_nbs`), all cells run if `execute`"
     src,dst = Path(src).resolve(),Path(dst).resolve()
     os.environ['IN_TEST'] = '1'
+    for k, v in dict(HF_HUB_OFFLINE='1', WANDB_MODE='disabled').items(): os.environ.setdefault(k, v)  # as tools/test.sh runs them
     os.chdir(src.parent)  # notebooks run from their folder, as under nbdev_test
     nb = read_nb(src)
     DocsFilter(execute)(nb)
