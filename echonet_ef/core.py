@@ -165,6 +165,7 @@ class ModelConfig:
     pretrained: bool = True           # load the backbone's weights (False: only its config)
     videomae: dict = field(default_factory=dict)  # VideoMAEConfig overrides, e.g. hidden_size, num_hidden_layers, tubelet_size
     pool: str = 'attention'           # attention or mean pooling over tokens
+    stem: str = 'none'                # input stem: none, or clip_stats (frame, per-pixel mean and std over the clip)
     head_dropout: float = 0.1         # dropout in the MLP head (the MC-dropout source)
     bias_init: float = 55.0           # initial bias of the last layer (≈ mean EF)
     freeze_backbone_steps: int = 0    # keep the backbone frozen for this many optimizer steps

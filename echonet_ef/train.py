@@ -173,7 +173,7 @@ def latest_checkpoint(out)->Optional[Path]:
 # %% ../nbs/06_train.ipynb #3d78008c
 def _arch(cfg:dict)->dict:
     m, d = cfg['model'], cfg['data']
-    return {'model.backbone': m['backbone'], 'model.videomae': m['videomae'], 'model.pool': m['pool'],
+    return {'model.backbone': m['backbone'], 'model.videomae': m['videomae'], 'model.pool': m['pool'], 'model.stem': m.get('stem', 'none'),
             'data.size': d['size'], 'data.clip_len': d['clip_len']}
 
 def check_compatible(saved:dict, cfg:Config, ckpt):
