@@ -132,8 +132,8 @@ def make_head(dim:int, # pooled feature width
 STEMS = ('none', 'clip_stats')
 
 class ClipStats(nn.Module):
-    "Channels (frame, per-pixel mean over the clip, per-pixel std over the clip) of a box-blurred clip, in place of 3 grey copies"
-    def __init__(self, blur:int=5, # side of the box blur applied before the statistics (odd)
+    "Channels (frame, per-pixel mean over the clip, per-pixel std over the clip) in place of 3 grey copies; the statistics on `pool`×`pool` blocks"
+    def __init__(self, pool:int=4, # side of the blocks averaged before the statistics (evens out speckle; 1: per pixel)
                  std_scale:float=4.0 # scale of the std channel (std·scale − 1), to bring it near the others' range
                 ):
         super().__init__(); store_attr()
@@ -141,9 +141,11 @@ class ClipStats(nn.Module):
     def forward(self, x): # clips (B, T, 3, H, W), normalised
         B, T, C, H, W = x.shape
         g = x.float().mean(2)
-        gb = F.avg_pool2d(g.reshape(B*T, 1, H, W), self.blur, 1, self.blur//2, count_include_pad=False).reshape(B, T, H, W)
-        m, s = gb.mean(1, keepdim=True), gb.std(1, keepdim=True, unbiased=False)
-        return torch.stack([g, m.expand(-1, T, -1, -1), self.std_scale*s.expand(-1, T, -1, -1) - 1], 2).to(x.dtype)
+        gp = F.avg_pool2d(g, self.pool, ceil_mode=True) if self.pool > 1 else g   # (B, T, H/pool, W/pool)
+        m = gp.mean(1, keepdim=True)
+        s = (gp - m).square().mean(1, keepdim=True).sqrt()
+        ms = F.interpolate(torch.cat([m, s], 1), scale_factor=self.pool, mode='nearest')[..., :H, :W] if self.pool > 1 else torch.cat([m, s], 1)
+        return torch.stack([g, ms[:, :1].expand(-1, T, -1, -1), self.std_scale*ms[:, 1:].expand(-1, T, -1, -1) - 1], 2).to(x.dtype)
 
 def make_stem(stem:str, # none or clip_stats
               num_channels:int=3 # the backbone's input channels
