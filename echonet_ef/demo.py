@@ -83,7 +83,7 @@ def _dataset(data:Path, n_videos:int, seed:int, quiet:bool):
 
 # %% ../nbs/10_demo.ipynb #12512dd4
 def run_demo(out='demo_run', # output folder
-             n_videos:int=800, # synthetic videos to generate
+             n_videos:int=1200, # synthetic videos to generate
              minutes:Optional[float]=None, # training time budget (default: the config's)
              seed:int=0, # seed of the dataset and the run
              overwrite:bool=False, # replace an earlier demo run in `out`
@@ -125,7 +125,7 @@ def _summary(m, out)->str:
 @call_parse
 @cli_errors
 def echonet_ef_demo(out:str='demo_run', # output folder
-                    n_videos:int=800, # synthetic videos to generate
+                    n_videos:int=1200, # synthetic videos to generate
                     minutes:float=None, # training time budget in minutes (default 8)
                     seed:int=0, # seed of the dataset and the run
                     overwrite:store_true=False, # replace an earlier demo run in `out`
