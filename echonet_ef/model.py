@@ -139,12 +139,12 @@ class ClipStats(nn.Module):
         super().__init__(); store_attr()
 
     def forward(self, x): # clips (B, T, 3, H, W), normalised
-        B, T, C, H, W = x.shape
+        T, H, W = x.shape[1], x.shape[-2], x.shape[-1]
         g = x.float().mean(2)
-        gp = F.avg_pool2d(g, self.pool, ceil_mode=True) if self.pool > 1 else g   # (B, T, H/pool, W/pool)
+        gp = F.avg_pool2d(g, self.pool, ceil_mode=True)   # (B, T, H/pool, W/pool): block means
         m = gp.mean(1, keepdim=True)
         s = (gp - m).square().mean(1, keepdim=True).sqrt()
-        ms = F.interpolate(torch.cat([m, s], 1), scale_factor=self.pool, mode='nearest')[..., :H, :W] if self.pool > 1 else torch.cat([m, s], 1)
+        ms = F.interpolate(torch.cat([m, s], 1), scale_factor=self.pool, mode='nearest')[..., :H, :W]   # back to pixels
         return torch.stack([g, ms[:, :1].expand(-1, T, -1, -1), self.std_scale*ms[:, 1:].expand(-1, T, -1, -1) - 1], 2).to(x.dtype)
 
 def make_stem(stem:str, # none or clip_stats

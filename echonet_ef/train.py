@@ -213,6 +213,7 @@ class Trainer:
         if self.ckpt is not None: self._restore(self.ckpt)
         self.ddp = (torch.nn.parallel.DistributedDataParallel(self.model, device_ids=[self.device.index] if self.device.type == 'cuda' else None)
                     if self.world > 1 else None)
+        self._start_out(resume, overwrite)   # last: a config that fails to build leaves `out` as it was
 
 # %% ../nbs/06_train.ipynb #902ea68f
 @patch
@@ -227,13 +228,18 @@ def _setup_out(self:Trainer, resume, overwrite):
     elif _holds_run(out) and not overwrite:
         raise EchoNetError(f"{out}: already holds a run (config.yaml, checkpoints/); pass --resume to continue it or --overwrite to replace it")
     if self.world > 1: dist.barrier()  # every process has checked `out` before process 0 writes to it
+    if self.main: _check_writable(out)
+
+@patch
+def _start_out(self:Trainer, resume, overwrite):
+    "Claim `out` for this run (process 0), once everything the config names has been built"
     if not self.main: return
-    _check_writable(out)
+    out = self.out
     if overwrite and not resume:
         for p in ('checkpoints', 'metrics.csv', 'loss_curve.png', 'wandb'):
             if (out/p).is_dir(): shutil.rmtree(out/p)
             elif (out/p).exists(): os.remove(out/p)
-    with atomic_write(out/'config.yaml') as f: yaml.safe_dump(config_dict(cfg), f, sort_keys=False)
+    with atomic_write(out/'config.yaml') as f: yaml.safe_dump(config_dict(self.cfg), f, sort_keys=False)
 
 @patch
 def _setup_dist(self:Trainer):
