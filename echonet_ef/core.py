@@ -76,23 +76,24 @@ def atomic_write(path, # file to write
 @contextlib.contextmanager
 def atomic_dir(path # folder to create or replace
               ):
-    "Yield a temporary folder beside `path`; on success it replaces `path` (any old folder is removed)"
+    "Yield a temporary folder beside `path`; on success it replaces `path`, and a complete `path` exists at every moment"
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    old = path.with_name(f'.{path.name}.old')  # the previous `path` while the new one is renamed in
+    if old.is_dir() and not path.exists(): os.replace(old, path)  # a process killed between the two renames: put it back
     tmp = Path(tempfile.mkdtemp(prefix=f'.{path.name}.', suffix='.tmp', dir=path.parent))
     try:
         os.chmod(tmp, 0o777 & ~user_umask())
         yield tmp
-        old = None
         if path.exists():
-            old = path.with_name(f'.{path.name}.old')
             if old.exists(): shutil.rmtree(old)
             os.replace(path, old)
         os.replace(tmp, path)
-        if old is not None: shutil.rmtree(old, ignore_errors=True)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
+        if old.is_dir() and not path.exists(): os.replace(old, path)
         raise
+    shutil.rmtree(old, ignore_errors=True)
 
 # %% ../nbs/00_core.ipynb #09107743
 def save_json(obj, path, **kwargs):

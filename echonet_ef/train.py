@@ -4,11 +4,11 @@
 
 # %% auto #0
 __all__ = ['param_groups', 'warmup_cosine', 'amp_setup', 'regression_metrics', 'predict_loader', 'save_checkpoint',
-           'load_checkpoint', 'find_model', 'TrainingError', 'latest_checkpoint', 'check_compatible', 'Trainer',
-           'wandb_mode', 'echonet_ef_train']
+           'load_checkpoint', 'step_checkpoints', 'latest_checkpoint', 'find_model', 'TrainingError',
+           'check_compatible', 'Trainer', 'wandb_mode', 'echonet_ef_train']
 
-# %% ../nbs/06_train.ipynb #c749712a
-import os, sys, math, time, json, shutil, random, signal, warnings, contextlib, tempfile, errno
+# %% ../nbs/06_train.ipynb #5136e9c6
+import os, sys, re, gc, math, time, json, shutil, random, signal, warnings, contextlib, tempfile, errno, weakref
 from pathlib import Path
 from typing import Optional, Union
 import numpy as np, pandas as pd, torch, yaml
@@ -18,12 +18,13 @@ from fastcore.basics import store_attr, patch
 from fastcore.script import call_parse, Param, store_true
 from tqdm.auto import tqdm
 from .core import *
+from safetensors import SafetensorError
 from .data import get_dataloaders, read_filelist
 from .dali_loader import make_dataloaders
 from .model import build_model, save_model, load_model, read_model_config
 from .loss import get_loss
 
-# %% ../nbs/06_train.ipynb #73698251
+# %% ../nbs/06_train.ipynb #0a286e73
 def param_groups(model:nn.Module, # an `EchoNetRegressor` (its `backbone` gets `lr_backbone`)
                  ocfg:OptimConfig # learning rates and weight decay
                 )->list:
@@ -36,7 +37,7 @@ def param_groups(model:nn.Module, # an `EchoNetRegressor` (its `backbone` gets `
     return [dict(params=ps, name=f'{part}{"" if decay else "_no_decay"}', lr=ocfg.lr_backbone if part == 'backbone' else ocfg.lr_head,
                  weight_decay=ocfg.weight_decay if decay else 0.0) for (part, decay), ps in groups.items() if ps]
 
-# %% ../nbs/06_train.ipynb #b0236988
+# %% ../nbs/06_train.ipynb #cc0cf71e
 def warmup_cosine(step:int, # optimizer steps done
                   total:int, # optimizer steps in the run
                   warmup_frac:float=0.1, # fraction of `total` spent warming up
@@ -48,7 +49,7 @@ def warmup_cosine(step:int, # optimizer steps done
     t = min(1.0, (step-warm)/max(1, total-warm))
     return min_frac + (1-min_frac)*0.5*(1+math.cos(math.pi*t))
 
-# %% ../nbs/06_train.ipynb #a68e1feb
+# %% ../nbs/06_train.ipynb #3cd41ca0
 def amp_setup(amp:str, # auto, fp16, bf16 or fp32
               device:torch.device
              )->tuple: # (autocast dtype or None, use a GradScaler)
@@ -60,7 +61,7 @@ def amp_setup(amp:str, # auto, fp16, bf16 or fp32
     if amp == 'fp16' and not cuda: raise ConfigError("config key 'train.amp': fp16 needs a CUDA GPU; use bf16 or fp32 on CPU")
     return (torch.float16, True) if amp == 'fp16' else (torch.bfloat16, False)
 
-# %% ../nbs/06_train.ipynb #fada1b36
+# %% ../nbs/06_train.ipynb #b0c181a3
 def regression_metrics(y, # true EF
                        p  # predicted EF
                       )->dict:
@@ -76,7 +77,7 @@ def regression_metrics(y, # true EF
         out[f'n_{name}'] = int(m.sum())
     return out
 
-# %% ../nbs/06_train.ipynb #f14de584
+# %% ../nbs/06_train.ipynb #72218587
 @torch.no_grad()
 def predict_loader(model:nn.Module, dl, # an `EchoNetRegressor` and a loader of dict batches
                    device=None, # default: the model's device
@@ -98,7 +99,7 @@ def predict_loader(model:nn.Module, dl, # an `EchoNetRegressor` and a loader of 
     model.train(was)
     return pd.DataFrame(rows, columns=['FileName', 'EF', 'EF_pred']).drop_duplicates('FileName').reset_index(drop=True)
 
-# %% ../nbs/06_train.ipynb #344f9b17
+# %% ../nbs/06_train.ipynb #32e5ecf5
 def _rng_state()->dict:
     st = np.random.get_state()
     return dict(python=json.loads(json.dumps(random.getstate())), numpy=[st[0], st[1].tolist(), *st[2:]])
@@ -131,26 +132,50 @@ def load_checkpoint(path)->tuple: # (state dict, trainer dict)
     except Exception as e: raise CheckpointError(f"{path/'trainer.pt'}: unreadable ({str(e).splitlines()[0]})") from None
     return json.loads((path/'state.json').read_text()), trainer
 
-# %% ../nbs/06_train.ipynb #8b48b776
+# %% ../nbs/06_train.ipynb #6d5bd1b9
+def _recover_dir(p:Path)->Path:
+    "`p`, put back from `.NAME.old` if a replacement of `p` was cut short between its two renames"
+    old = p.with_name(f'.{p.name}.old')
+    if not p.exists() and old.is_dir():
+        try: os.replace(old, p)
+        except OSError: return old
+    return p
+
+def _is_model(p:Path)->bool: return (p/'config.json').is_file() and (p/'model.safetensors').is_file()
+
+def step_checkpoints(out)->list:
+    "The `model_step_<N>` checkpoints of the run in `out`, oldest first"
+    cks = [c for c in (Path(out)/'checkpoints').glob('model_step_*') if c.name.rsplit('_', 1)[1].isdigit() and c.is_dir()]
+    return sorted(cks, key=lambda c: int(c.name.rsplit('_', 1)[1]))
+
+def latest_checkpoint(out)->Optional[Path]:
+    "The newest `model_step_<N>` checkpoint of the run in `out`, or None"
+    cks = step_checkpoints(out)
+    return cks[-1] if cks else None
+
+# %% ../nbs/06_train.ipynb #dd6cf7ec
 def find_model(path # a model folder, a training checkpoint folder, or a run folder
               )->Path: # the model folder (config.json + model.safetensors)
-    "The model folder that `path` designates"
-    p = Path(path)
+    "The model folder that `path` designates (a run folder: its best_model)"
+    p = _recover_dir(Path(path))
     if not p.exists(): raise CheckpointError(f"{p}: checkpoint not found")
-    for cand in (p, p/'model', p/'checkpoints'/'best_model'/'model'):
-        if (cand/'config.json').is_file() and (cand/'model.safetensors').is_file():
-            read_model_config(cand); return cand
-    if p.is_dir() and (p/'checkpoints').is_dir():
-        last = latest_checkpoint(p)
-        if last is not None: return last/'model'
+    for cand in (p, _recover_dir(p/'model')):
+        if _is_model(cand): read_model_config(cand); return cand
+    if (p/'checkpoints').is_dir():
+        best = _recover_dir(p/'checkpoints'/'best_model')/'model'
+        if _is_model(best): read_model_config(best); return best
+        steps = step_checkpoints(p)
+        raise CheckpointError(f"{p}: the run has no checkpoints/best_model" + (
+            f"; its step checkpoints are {', '.join(c.name for c in steps)}: pass one explicitly, e.g. {steps[-1]}" if steps
+            else " and no step checkpoints (pass a model or checkpoint folder)"))
     raise CheckpointError(f"{p}: not a checkpoint (expected a model folder with config.json and model.safetensors, "
                           "a training checkpoint holding model/, or a run folder holding checkpoints/)")
 
-# %% ../nbs/06_train.ipynb #a2920fa6
+# %% ../nbs/06_train.ipynb #00df3845
 class TrainingError(EchoNetError, RuntimeError):
     "Training cannot go on (e.g. the loss keeps being non-finite)"
 
-# %% ../nbs/06_train.ipynb #2d02c367
+# %% ../nbs/06_train.ipynb #6368c965
 def _dist_info()->tuple:
     "(rank, world_size, local_rank) from torchrun's environment"
     return int(os.environ.get('RANK', 0)), int(os.environ.get('WORLD_SIZE', 1)), int(os.environ.get('LOCAL_RANK', 0))
@@ -164,13 +189,7 @@ def _check_writable(out:Path):
 
 def _holds_run(out:Path)->bool: return (out/'config.yaml').exists() or (out/'checkpoints').exists()
 
-def latest_checkpoint(out)->Optional[Path]:
-    "The newest `model_step_<N>` checkpoint of the run in `out`, or None"
-    cks = sorted((Path(out)/'checkpoints').glob('model_step_*'), key=lambda p: int(p.name.rsplit('_', 1)[1]) if p.name.rsplit('_', 1)[1].isdigit() else -1)
-    cks = [c for c in cks if c.name.rsplit('_', 1)[1].isdigit()]
-    return cks[-1] if cks else None
-
-# %% ../nbs/06_train.ipynb #3d78008c
+# %% ../nbs/06_train.ipynb #5a16e7f0
 def _arch(cfg:dict)->dict:
     m, d = cfg['model'], cfg['data']
     return {'model.backbone': m['backbone'], 'model.videomae': m['videomae'], 'model.pool': m['pool'], 'model.stem': m.get('stem', 'none'),
@@ -182,9 +201,9 @@ def check_compatible(saved:dict, cfg:Config, ckpt):
     for k in a:
         if a[k] != b[k]: raise CheckpointError(f"{ckpt}: checkpoint was trained with {k}={a[k]!r}, but this config has {k}={b[k]!r}")
 
-# %% ../nbs/06_train.ipynb #7efeb55e
+# %% ../nbs/06_train.ipynb #cb86eca6
 class Trainer:
-    "A training run of `cfg` writing to `out`"
+    "A training run of `cfg` writing to `out`; holds the folder's lock until `fit` ends or `close` is called"
     def __init__(self, cfg:Config, # the run's config (data.root must be set)
                  out, # output folder
                  resume:Union[bool,str]=False, # True: continue from the newest checkpoint in `out`; or a checkpoint path
@@ -194,7 +213,20 @@ class Trainer:
         self.cfg, self.out, self.quiet = cfg, Path(out), quiet
         self.rank, self.world, self.local_rank = _dist_info()
         self.main = self.rank == 0
+        self._lock, self._key, self.interrupted, self._saved_step, self.wb = contextlib.ExitStack(), None, None, None, None
+        made = self.main and not self.out.exists()
+        try: self._build(resume, overwrite)
+        except BaseException:
+            self.close()
+            if made:
+                with contextlib.suppress(OSError): self.out.rmdir()  # the folder this run created, if still empty
+            raise
+
+    def _build(self, resume, overwrite):
+        "Lock and check `out`, build data, model, optimizer and loss, restore a checkpoint, then claim `out`"
+        cfg = self.cfg
         self._setup_dist()
+        self._lock_out()
         self._setup_out(resume, overwrite)
         if self.device.type == 'cpu' and cfg.train.threads: torch.set_num_threads(cfg.train.threads)
         set_seed(cfg.train.seed + self.rank)
@@ -215,13 +247,70 @@ class Trainer:
                     if self.world > 1 else None)
         self._start_out(resume, overwrite)   # last: a config that fails to build leaves `out` as it was
 
-# %% ../nbs/06_train.ipynb #902ea68f
+# %% ../nbs/06_train.ipynb #8a40458f
+_running = weakref.WeakValueDictionary()  # resolved output folder -> the Trainer of this process that holds it
+
+@patch
+def _lock_out(self:Trainer):
+    "Take the lock on `out` (process 0); every process raises if it could not be taken"
+    err = None
+    if self.main:
+        try:
+            try: self.out.mkdir(parents=True, exist_ok=True)
+            except OSError as e: raise EchoNetError(f"{self.out}: output folder is not writable ({e.strerror or e})") from None
+            key = str(self.out.resolve())
+            if _running.get(key) is not None: gc.collect()  # a Trainer that is garbage but not yet collected holds nothing
+            if _running.get(key) is not None:
+                raise FolderLockedError(f"{self.out}: in use by another Trainer in this process (PID {os.getpid()}); "
+                                        "let its fit() finish or call its close()")
+            try: self._lock.enter_context(lock_folder(self.out))
+            except OSError as e: raise EchoNetError(f"{self.out}: output folder is not writable ({e.strerror or e})") from None
+            _running[key], self._key = self, key
+            _tidy_checkpoints(self.out, self.quiet)
+        except EchoNetError as e: err = e
+    if self.world > 1:
+        msg = [str(err) if err is not None else None]; dist.broadcast_object_list(msg, src=0)
+        if msg[0] is not None and err is None: err = FolderLockedError(msg[0])
+    if err is not None: raise err
+
+@patch
+def close(self:Trainer):
+    "Release the output folder (`fit` does it when it ends)"
+    if self._key is not None and _running.get(self._key) is self: del _running[self._key]
+    self._key = None
+    self._lock.close()
+
+@patch
+def __enter__(self:Trainer): return self
+@patch
+def __exit__(self:Trainer, *exc): self.close()
+@patch
+def __del__(self:Trainer):
+    try: self.close()
+    except Exception: pass  # at interpreter exit the modules may be gone
+
+# %% ../nbs/06_train.ipynb #d94efd23
+_CKPT_NAME = r'(best_model|model_step_\d+)'
+
+def _tidy_checkpoints(out:Path, quiet:bool=False)->list:
+    "Put back checkpoints cut short between two renames and remove unfinished checkpoint folders in `out/checkpoints`"
+    ck, gone = Path(out)/'checkpoints', []
+    if not ck.is_dir(): return gone
+    for p in sorted(ck.iterdir()):
+        if p.is_symlink() or not p.is_dir(): continue
+        if (m := re.fullmatch(rf'\.{_CKPT_NAME}\.old', p.name)):
+            if _recover_dir(ck/m[1]) == ck/m[1] and p.exists(): shutil.rmtree(p); gone.append(p.name)
+        elif re.fullmatch(rf'\.{_CKPT_NAME}\.[a-z0-9_]{{8}}\.tmp', p.name): shutil.rmtree(p); gone.append(p.name)
+    if gone and not quiet: print(f"{ck}: removed {len(gone)} unfinished checkpoint folder(s) of an interrupted run", file=sys.stderr)
+    return gone
+
+# %% ../nbs/06_train.ipynb #892386ae
 @patch
 def _setup_out(self:Trainer, resume, overwrite):
     out, cfg = self.out, self.cfg
     self.ckpt = None
     if resume:
-        self.ckpt = latest_checkpoint(out) if resume is True else Path(resume)
+        self.ckpt = latest_checkpoint(out) if resume is True else _recover_dir(Path(resume))
         if self.ckpt is None: raise CheckpointError(f"{out}: no checkpoint to resume from (no checkpoints/model_step_<N>)")
         saved, _ = load_checkpoint(self.ckpt)
         check_compatible(saved['config'], cfg, self.ckpt)
@@ -249,7 +338,7 @@ def _setup_dist(self:Trainer):
     if dev.type == 'cuda' and self.world > 1: dev = torch.device('cuda', self.local_rank); torch.cuda.set_device(dev)
     self.device = dev
 
-# %% ../nbs/06_train.ipynb #6247cad1
+# %% ../nbs/06_train.ipynb #91a3acb6
 @patch
 def _restore(self:Trainer, ckpt:Path):
     state, tr = load_checkpoint(ckpt)
@@ -266,7 +355,9 @@ def _restore(self:Trainer, ckpt:Path):
 
 @patch
 def save(self:Trainer, name:str)->Optional[Path]:
-    "Write checkpoint `checkpoints/<name>` (rank 0 only)"
+    "Write checkpoint `checkpoints/<name>` (rank 0 only); never one with non-finite weights"
+    if not torch.stack([torch.isfinite(p).all() for p in self.model.parameters()]).all():
+        raise TrainingError(f"{self.out/'checkpoints'/name}: not written: the weights are non-finite at step {self.state['step']}; {_DIVERGED}")
     if not self.main: return None
     extra = dict(image_size=self.cfg.data.size, num_frames=self.cfg.data.clip_len, period=self.cfg.data.period,
                  ref_fps=self.cfg.data.ref_fps, mean=list(self.cfg.data.mean), std=list(self.cfg.data.std),
@@ -274,12 +365,15 @@ def save(self:Trainer, name:str)->Optional[Path]:
     try:
         p = save_checkpoint(self.out/'checkpoints'/name, self.model, self.opt, self.sched, self.scaler,
                             {**self.state, 'config': config_dict(self.cfg)}, extra=extra)
-        if not self.quiet: tqdm.write(f"saved checkpoints/{name}")
-        return p
-    except OSError as e:
-        raise EchoNetError(f"{self.out/'checkpoints'/name}: could not write checkpoint ({e.strerror or e}); earlier checkpoints are intact") from None
+    except (OSError, RuntimeError, SafetensorError) as e:  # a full disk: OSError from files, RuntimeError from torch.save, SafetensorError
+        why = e.strerror if isinstance(e, OSError) and e.strerror else (str(e).strip().splitlines() or [type(e).__name__])[0].strip()
+        raise EchoNetError(f"{self.out/'checkpoints'/name}: could not write checkpoint ({why}); earlier checkpoints are intact") from None
+    if not self.quiet: tqdm.write(f"saved checkpoints/{name}")
+    return p
 
-# %% ../nbs/06_train.ipynb #707784a8
+_DIVERGED = "lower optim.lr_head/optim.lr_backbone or set train.amp=fp32"
+
+# %% ../nbs/06_train.ipynb #8a0e1df4
 @patch
 def _micro_batches(self:Trainer):
     dl = self.dls['TRAIN']
@@ -297,7 +391,7 @@ def _forward_loss(self:Trainer, b)->torch.Tensor:
         p = (self.ddp or self.model)(x)
     return self.loss_fn(p.float(), y.float())
 
-# %% ../nbs/06_train.ipynb #d79ac3f2
+# %% ../nbs/06_train.ipynb #e7991abf
 @patch
 def train_step(self:Trainer, batches)->Optional[float]:
     "One optimizer step over `grad_accum` micro-batches from `batches`; the loss, or None if it was skipped"
@@ -320,8 +414,7 @@ def train_step(self:Trainer, batches)->Optional[float]:
         self.opt.zero_grad(set_to_none=True)
         self.state['nonfinite'] += 1; self.state['nonfinite_run'] += 1
         if self.state['nonfinite_run'] >= self.cfg.train.max_nonfinite:
-            raise TrainingError(f"the loss was non-finite for {self.state['nonfinite_run']} steps in a row (at step {self.state['step']}); "
-                                "lower optim.lr_head/optim.lr_backbone or set train.amp=fp32")
+            raise TrainingError(f"the loss was non-finite for {self.state['nonfinite_run']} steps in a row (at step {self.state['step']}); {_DIVERGED}")
         warnings.warn(f"non-finite loss at step {self.state['step']}: step skipped ({self.state['nonfinite']} so far)")
         return None
     self.state['nonfinite_run'] = 0
@@ -334,7 +427,7 @@ def train_step(self:Trainer, batches)->Optional[float]:
     self.state['step'] += 1
     return tot / n
 
-# %% ../nbs/06_train.ipynb #549c90a7
+# %% ../nbs/06_train.ipynb #1fbe0e5e
 @patch
 def validate(self:Trainer)->dict:
     "Val loss, MAE, RMSE, R² and per-bin MAE of the current model"
@@ -347,22 +440,28 @@ def validate(self:Trainer)->dict:
     return m
 
 @patch
-def _after_validation(self:Trainer, m:dict)->bool:
-    "Checkpoint, track the best model; True when early stopping says stop"
+def _track(self:Trainer, m:dict)->bool:
+    "Update the best val MAE and early stopping with metrics `m`; True if `m` is the best so far"
     st, step = self.state, self.state['step']
+    bad = [k for k in ('loss', 'mae', 'rmse') if not math.isfinite(m[k])]
+    if bad: raise TrainingError(f"the validation {bad[0]} is non-finite at step {step} (the weights diverged; no checkpoint written); {_DIVERGED}")
     improved = st['best_mae'] is None or m['mae'] < st['best_mae']
     if improved: st.update(best_mae=m['mae'], best_step=step, bad_evals=0)
     else: st['bad_evals'] += 1
-    stop = st['bad_evals'] >= self.cfg.train.patience
-    if stop: st['stopped'] = f"early stopping: val MAE has not improved for {st['bad_evals']} validations (best {st['best_mae']:.2f} at step {st['best_step']})"
-    if self.main:
-        if improved: self.save('best_model')
-        self.save(f'model_step_{step}')
-        for old in sorted((self.out/'checkpoints').glob('model_step_*'), key=lambda p: int(p.name.rsplit('_',1)[1]))[:-self.cfg.train.keep_last]:
-            shutil.rmtree(old, ignore_errors=True)
-    return stop
+    if st['bad_evals'] >= self.cfg.train.patience:
+        st['stopped'] = f"early stopping: val MAE has not improved for {st['bad_evals']} validations (best {st['best_mae']:.2f} at step {st['best_step']})"
+    return improved
 
-# %% ../nbs/06_train.ipynb #4cc7490d
+@patch
+def _save_validation(self:Trainer, improved:bool):
+    "Write `model_step_<N>` (and `best_model` if `improved`), keeping the last `keep_last` step checkpoints"
+    if improved: self.save('best_model')
+    self.save(f"model_step_{self.state['step']}")
+    self._saved_step = self.state['step']
+    if self.main:
+        for old in step_checkpoints(self.out)[:-self.cfg.train.keep_last]: shutil.rmtree(old, ignore_errors=True)
+
+# %% ../nbs/06_train.ipynb #6c8e68ac
 def wandb_mode(mode:str='auto')->str:
     "The W&B mode to use: `auto` is online with an API key, else offline; WANDB_MODE in the environment wins"
     env = os.environ.get('WANDB_MODE')
@@ -390,14 +489,16 @@ def _wandb_id(self:Trainer)->str:
         with atomic_write(f) as o: o.write(f"{int(time.time())}-{os.getpid()}")
     return f.read_text().strip()
 
-# %% ../nbs/06_train.ipynb #a6a1cca8
+# %% ../nbs/06_train.ipynb #7e6e6fde
 @patch
 def log(self:Trainer, row:dict):
     "Record `row` in the history, metrics.csv and W&B"
     self.state['history'].append(row)
     if not self.main: return
     df = pd.DataFrame(self.state['history'])
-    with atomic_write(self.out/'metrics.csv') as f: df.to_csv(f, index=False)
+    try:
+        with atomic_write(self.out/'metrics.csv') as f: df.to_csv(f, index=False)
+    except OSError as e: raise EchoNetError(f"{self.out/'metrics.csv'}: could not write ({e.strerror or e})") from None
     if self.wb is not None: self.wb.log({k: v for k, v in row.items() if k != 'step' and v == v}, step=row['step'])
 
 @patch
@@ -417,54 +518,93 @@ def plot_curves(self:Trainer)->Optional[Path]:
     plt.close(fig)
     return self.out/'loss_curve.png'
 
-# %% ../nbs/06_train.ipynb #0ec7a553
-@patch
-def fit(self:Trainer, callback=None # called as callback(trainer) after every optimizer step (tests use it)
-       )->dict: # the final state
-    "Train until max_steps, early stopping, the time budget or an interrupt"
-    c, st = self.cfg.train, self.state
-    self._init_wandb()
-    batches, t0, seen = self._micro_batches(), time.time(), 0
-    bar = tqdm(total=c.max_steps, initial=st['step'], disable=self.quiet or not self.main, desc='train', dynamic_ncols=True)
-    old_term = signal.signal(signal.SIGTERM, signal.default_int_handler) if self.main and _main_thread() else None
-    self.model.train()
-    try:
-        while st['step'] < c.max_steps and not st['stopped']:
-            t = time.time()
-            loss = self.train_step(batches)
-            seen += c.grad_accum*self.cfg.data.batch_size*self.world
-            lrs = [g['lr'] for g in self.opt.param_groups]
-            bar.update(1); bar.set_postfix(loss=f"{loss:.2f}" if loss is not None else 'nan', lr=f"{lrs[-1]:.1e}",
-                                           clips_s=f"{seen/max(1e-9, time.time()-t0):.1f}")
-            if loss is not None and self.world > 1:
-                lt = torch.tensor([loss], device=self.device); dist.all_reduce(lt); loss = lt.item()/self.world
-            row = dict(step=st['step'], epoch=st['epoch'], train_loss=loss, lr_backbone=lrs[0], lr_head=lrs[-1],
-                       clips_per_s=seen/max(1e-9, time.time()-t0))
-            if st['step'] % c.val_every == 0 or st['step'] == c.max_steps:
-                m = self.validate(); stop = self._after_validation(m)
-                row.update({f'val_{k}': v for k, v in m.items() if not k.startswith('n')})
-                if self.main: bar.write(f"step {st['step']}: val MAE {m['mae']:.2f}  RMSE {m['rmse']:.2f}  R² {m['r2']:.3f}")
-            if st['step'] % c.log_every == 0 or 'val_mae' in row: self.log(row)
-            if callback is not None: callback(self)
-            if c.max_minutes is not None and time.time() - t0 > 60*c.max_minutes and not st['stopped']:
-                st['stopped'] = f"time budget of {c.max_minutes} min reached at step {st['step']}"
-                if 'val_mae' not in row: m = self.validate(); self._after_validation(m); self.log({'step': st['step'], **{f'val_{k}': v for k, v in m.items() if not k.startswith('n')}})
-    except KeyboardInterrupt:
-        st['stopped'] = f"interrupted at step {st['step']}"
-        self.save(f"model_step_{st['step']}")
-        if self.main: print(f"\ninterrupted: checkpoint saved at step {st['step']}; continue with --resume", file=sys.stderr)
+# %% ../nbs/06_train.ipynb #d62d37a1
+@contextlib.contextmanager
+def _stop_on_signal(t:Trainer):
+    "While the block runs, SIGTERM and SIGINT only record the signal in `t._signal`; a second one raises KeyboardInterrupt"
+    t._signal = None
+    if not _main_thread(): yield; return
+    def handler(sig, frame):
+        if t._signal is not None: raise KeyboardInterrupt
+        t._signal = sig
+    old = {s: signal.signal(s, handler) for s in (signal.SIGTERM, signal.SIGINT)}
+    try: yield
     finally:
-        bar.close()
-        if old_term is not None: signal.signal(signal.SIGTERM, old_term)
-    self.plot_curves()
-    if self.ddp is not None: self._check_sync()
-    if self.wb is not None: self.wb.finish()
-    return st
+        for s, h in old.items(): signal.signal(s, h)
 
 def _main_thread()->bool:
     import threading; return threading.current_thread() is threading.main_thread()
 
-# %% ../nbs/06_train.ipynb #9702138c
+@patch
+def _signalled(self:Trainer)->Optional[int]:
+    "The signal received by any process since the run started, or None"
+    sig = self._signal or 0
+    if self.world > 1:
+        t = torch.tensor([sig], device=self.device); dist.all_reduce(t, op=dist.ReduceOp.MAX); sig = int(t.item())
+    return sig or None
+
+# %% ../nbs/06_train.ipynb #ca745fa3
+@patch
+def fit(self:Trainer, callback=None # called as callback(trainer) after every optimizer step (tests use it)
+       )->dict: # the final state
+    "Train until max_steps, early stopping, the time budget or a signal; then release the output folder"
+    if self.main and self._key is None: raise TrainingError(f"{self.out}: this Trainer has been closed (or has run); build a new one")
+    try:
+        self._init_wandb()
+        with _stop_on_signal(self): self._loop(callback)
+        if self.interrupted and self.main:
+            ck = self.out/'checkpoints'/f"model_step_{self.state['step']}"
+            print(f"interrupted by {signal.Signals(self.interrupted).name} at step {self.state['step']}: checkpoint {ck} saved; "
+                  "continue with --resume", file=sys.stderr)
+        self.plot_curves()
+        if self.ddp is not None: self._check_sync()
+    finally:
+        if self.wb is not None: self.wb.finish()
+        self.close()
+    return self.state
+
+@patch
+def _loop(self:Trainer, callback=None):
+    c, st = self.cfg.train, self.state
+    batches, t0, seen = self._micro_batches(), time.time(), 0
+    bar = tqdm(total=c.max_steps, initial=st['step'], disable=self.quiet or not self.main, desc='train', dynamic_ncols=True)
+    self.model.train()
+    try:
+        while st['step'] < c.max_steps and not st['stopped']:
+            loss = self.train_step(batches)
+            seen += c.grad_accum*self.cfg.data.batch_size*self.world
+            if loss is not None: self._after_step(loss, bar, t0, seen)
+            if callback is not None: callback(self)
+            if (sig := self._signalled()):
+                self.interrupted = sig
+                st['stopped'] = f"interrupted by {signal.Signals(sig).name} at step {st['step']}"
+                if self._saved_step != st['step']: self.save(f"model_step_{st['step']}")
+                break
+    finally: bar.close()
+
+@patch
+def _after_step(self:Trainer, loss, bar, t0, seen):
+    "Progress, validation when due, the metrics row, and the validation checkpoints, in that order"
+    c, st = self.cfg.train, self.state
+    lrs = [g['lr'] for g in self.opt.param_groups]
+    bar.update(1); bar.set_postfix(loss=f"{loss:.2f}", lr=f"{lrs[-1]:.1e}", clips_s=f"{seen/max(1e-9, time.time()-t0):.1f}")
+    if self.world > 1:
+        lt = torch.tensor([loss], device=self.device); dist.all_reduce(lt); loss = lt.item()/self.world
+    row = dict(step=st['step'], epoch=st['epoch'], train_loss=loss, lr_backbone=lrs[0], lr_head=lrs[-1],
+               clips_per_s=seen/max(1e-9, time.time()-t0))
+    budget = c.max_minutes is not None and time.time() - t0 > 60*c.max_minutes
+    if self.world > 1 and c.max_minutes is not None:  # every process stops at the same step
+        bt = torch.tensor([float(budget)], device=self.device); dist.all_reduce(bt, op=dist.ReduceOp.MAX); budget = bool(bt.item())
+    improved = None
+    if st['step'] % c.val_every == 0 or st['step'] == c.max_steps or budget:
+        m = self.validate(); improved = self._track(m)
+        row.update({f'val_{k}': v for k, v in m.items() if not k.startswith('n')})
+        if self.main: bar.write(f"step {st['step']}: val MAE {m['mae']:.2f}  RMSE {m['rmse']:.2f}  R² {m['r2']:.3f}")
+    if budget and not st['stopped']: st['stopped'] = f"time budget of {c.max_minutes} min reached at step {st['step']}"
+    if st['step'] % c.log_every == 0 or improved is not None: self.log(row)
+    if improved is not None: self._save_validation(improved)
+
+# %% ../nbs/06_train.ipynb #5f96120a
 @patch
 def _check_sync(self:Trainer):
     s = torch.stack([p.detach().double().sum() for p in self.model.parameters()]).sum().reshape(1).to(self.device)
@@ -472,7 +612,7 @@ def _check_sync(self:Trainer):
     if not all(torch.equal(parts[0], q) for q in parts): raise TrainingError(f"parameters differ across the {self.world} processes")
     if self.main: print(f"parameters in sync across {self.world} processes (checksum {parts[0].item():.6f})")
 
-# %% ../nbs/06_train.ipynb #d4bf09d5
+# %% ../nbs/06_train.ipynb #80a23e8e
 @call_parse
 @cli_errors
 def echonet_ef_train(config:str=None, # YAML config (default: the built-in defaults, VideoMAE-base)
@@ -480,14 +620,14 @@ def echonet_ef_train(config:str=None, # YAML config (default: the built-in defau
                      out:str='runs/echonet_ef', # output folder
                      resume:store_true=False, # continue the run in `out` from its newest checkpoint
                      overwrite:store_true=False, # replace another run in `out`
-                     set:Param("overrides section.key=value", str, nargs='*')=None, # e.g. --set optim.lr_head=3e-4 train.max_steps=100
+                     set:set_param()=None, # e.g. --set optim.lr_head=3e-4 train.max_steps=100
                      quiet:store_true=False # no progress bar
                     ):
     "Train an EF regressor on EchoNet-Dynamic (or a synthetic dataset) as the config says"
     cfg = load_config(config, list(set or []) + ([f'data.root={data}'] if data else []))
-    t = Trainer(cfg, out, resume=resume, overwrite=overwrite, quiet=quiet)
-    st = t.fit()
+    with Trainer(cfg, out, resume=resume, overwrite=overwrite, quiet=quiet) as t: st = t.fit()
     if t.main:
         print(f"{st['stopped'] or 'finished'}: {st['step']} steps; best val MAE "
               f"{st['best_mae']:.2f} at step {st['best_step']} -> {Path(out)/'checkpoints'/'best_model'}" if st['best_mae'] is not None
               else f"{st['stopped'] or 'finished'}: {st['step']} steps")
+    if t.interrupted: sys.exit(128 + t.interrupted)
