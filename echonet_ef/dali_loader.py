@@ -8,7 +8,7 @@ __all__ = ['FOURCC_CODECS', 'DALI_CODECS', 'CODEC_NAMES', 'DALI_INSTALL', 'TRANS
            'dali_tolerance', 'probe_codecs', 'check_dali_codecs', 'DaliLoader', 'get_dali_dataloaders', 'choose_loader',
            'make_dataloaders']
 
-# %% ../nbs/03_dali.ipynb #ebc7c0b0
+# %% ../nbs/03_dali.ipynb #86c479f5
 import os, sys, re, math, warnings, logging, importlib
 from pathlib import Path
 from typing import Optional, Union
@@ -16,10 +16,10 @@ import numpy as np, torch
 from fastcore.basics import store_attr, patch_to
 from fastcore.meta import delegates
 from .core import *
-from .data import (EchoDataset, EpochSampler, split_data, read_filelist, video_info, read_frames, clip_indices,
+from .data import (EchoDataset, EpochSampler, split_data, split_loaders, read_filelist, video_info, read_frames, clip_indices,
                              get_dataloaders, NATIVE_SIZE)
 
-# %% ../nbs/03_dali.ipynb #5908db83
+# %% ../nbs/03_dali.ipynb #5ad88f5c
 FOURCC_CODECS = {'MJPG': 'mjpeg', 'MJPEG': 'mjpeg', 'AVRN': 'mjpeg', 'JPEG': 'mjpeg', 'VP80': 'vp8', 'VP90': 'vp9',
                  'AV01': 'av1', 'FMP4': 'mpeg4', 'MP4V': 'mpeg4', 'XVID': 'mpeg4', 'DIVX': 'mpeg4', 'DX50': 'mpeg4',
                  'H264': 'h264', 'X264': 'h264', 'AVC1': 'h264', 'DAVC': 'h264', 'HEVC': 'hevc', 'H265': 'hevc',
@@ -40,7 +40,7 @@ def dali_decodes(fourcc:str, # FOURCC as `video_info` gives it
     "Whether DALI 2.4 decodes `fourcc` videos on `device` (cpu or gpu)"
     return codec_of(fourcc) in DALI_CODECS[device]
 
-# %% ../nbs/03_dali.ipynb #8dc28ba9
+# %% ../nbs/03_dali.ipynb #0d4d6b31
 DALI_INSTALL = "pip install nvidia-dali-cuda120 (Linux x86_64)"
 
 def dali_available()->tuple: # (bool, reason when False)
@@ -65,7 +65,7 @@ def dali_device(device:Optional[str]=None # 'cpu', 'gpu', or None: the GPU when 
     if device == 'gpu' and not torch.cuda.is_available(): raise ConfigError("DALI device 'gpu' requested but no CUDA GPU is available")
     return device
 
-# %% ../nbs/03_dali.ipynb #a8722506
+# %% ../nbs/03_dali.ipynb #b67fd2cf
 def clip_plan(ds:EchoDataset, # the dataset whose item `i` is planned
               i:int # item index
              )->dict: # frames (int32, n_clips·clip_len), mask (bool), anchor (int32 crop offset y,x), cb (float32 contrast, brightness)
@@ -80,7 +80,7 @@ def clip_plan(ds:EchoDataset, # the dataset whose item `i` is planned
         cb = np.array([c, b], np.float32)
     return dict(frames=idxs.astype(np.int32), mask=idxs < ds.infos[i]['n_frames'], anchor=anchor, cb=cb)
 
-# %% ../nbs/03_dali.ipynb #92fabe2e
+# %% ../nbs/03_dali.ipynb #bdf81ded
 def dali_clip_graph(x, # DALI node: uint8 frames (F,H,W,3)
                     anchor=None, # DALI node (CPU): crop offset (y,x) in native pixels, or None for no crop
                     cb=None, # DALI node: (contrast, brightness), or None for no jitter
@@ -102,7 +102,7 @@ def dali_clip_graph(x, # DALI node: uint8 frames (F,H,W,3)
     return fn.crop_mirror_normalize(x, mean=[m*scale for m in mean], std=[v*scale for v in std], output_layout='FCHW',
                                     dtype=types.FLOAT)
 
-# %% ../nbs/03_dali.ipynb #4c5b3e10
+# %% ../nbs/03_dali.ipynb #24d1405d
 def dali_transform(frames:np.ndarray, # uint8 (F,H,W,3)
                    mask=None, # bool (F,), False for padded frames
                    anchor=None, cb=None, # augmentation as `clip_plan` gives it, or None
@@ -140,7 +140,7 @@ def _to_torch(t, device='cpu'):
     feed_ndarray(t, out, torch.cuda.current_stream() if out.is_cuda else None)
     return out
 
-# %% ../nbs/03_dali.ipynb #6537530c
+# %% ../nbs/03_dali.ipynb #9c1d3adb
 def dali_read_frames(path, # a video file
                      idxs, # frame indices (any order, repeats allowed)
                      device:str='cpu' # 'cpu' (libavcodec) or 'gpu' (NVDEC)
@@ -156,7 +156,7 @@ def dali_read_frames(path, # a video file
     out = pipe.run()[0]
     return np.array(out.as_cpu()[0] if device == 'gpu' else out[0])
 
-# %% ../nbs/03_dali.ipynb #e316b364
+# %% ../nbs/03_dali.ipynb #5959c3c8
 def dali_tolerance(levels:float=1, # max uint8 difference of the decoded frames
                    std=IMAGENET_STD, # normalisation std (0–1 scale)
                    jitter:float=0.1 # training contrast jitter, which can scale a difference by 1+jitter
@@ -164,7 +164,7 @@ def dali_tolerance(levels:float=1, # max uint8 difference of the decoded frames
     "Max difference of normalised clips that `levels` of decoded difference can cause"
     return levels*(1 + jitter)/(255*min(std)) + 1e-5
 
-# %% ../nbs/03_dali.ipynb #b9d7bab2
+# %% ../nbs/03_dali.ipynb #5cdd524c
 TRANSCODE_HINT = ("transcode to MJPEG, e.g. `ffmpeg -i IN.avi -c:v mjpeg -q:v 2 -an OUT.avi` for each video, "
                   "or set data.loader: cv2")
 
@@ -191,7 +191,7 @@ def check_dali_codecs(fourccs, # FOURCCs of the dataset's videos
     gpu = '' if device == 'gpu' else '; on a GPU DALI also reads H.264, HEVC, MPEG-4 part 2 and AV1'
     raise DataError(f"{where}: codec {names} cannot be decoded by DALI on the {device.upper()} (it reads {reads}{gpu}); {TRANSCODE_HINT}")
 
-# %% ../nbs/03_dali.ipynb #bd1f9438
+# %% ../nbs/03_dali.ipynb #e014d69c
 class DaliLoader:
     "A DataLoader-like iterable of DALI-decoded clips of one `EchoDataset`"
     def __init__(self, dataset:EchoDataset, # the split to serve (its probe gives frame counts and codecs)
@@ -211,13 +211,13 @@ class DaliLoader:
         sizes = {(o['height'], o['width']) for o in dataset.infos}
         self.native = NATIVE_SIZE if sizes - {(NATIVE_SIZE, NATIVE_SIZE)} else None
         if self.native: warnings.warn(f"{dataset.root}: some videos are not {NATIVE_SIZE}×{NATIVE_SIZE}; DALI resizes them (linear, antialiased)")
-        self._pipe, self._batches, self._fed = None, iter(()), []
+        self._pipe, self._batches, self._fed, self._complete = None, iter(()), [], {}
 
     def __len__(self):
         n = len(self.sampler)
         return n // self.batch_size if self.drop_last else math.ceil(n / self.batch_size)
 
-# %% ../nbs/03_dali.ipynb #e75d827a
+# %% ../nbs/03_dali.ipynb #3a79123e
 def _source_names(ds):
     t = ds.tfm
     return ['enc', 'frames', 'idx'] + (['anchor'] if t.train and t.pad > 0 else []) + (['cb'] if t.train and t.jitter > 0 else [])
@@ -227,7 +227,7 @@ def _next_batch(self):
     "DALI's callback: the next batch of inputs (StopIteration ends the epoch)"
     b = next(self._batches)
     plans = [clip_plan(self.dataset, int(i)) for i in b]
-    self._fed.append((b, np.stack([p['mask'] for p in plans])))
+    self._fed.append((b, np.stack([p['mask'] for p in plans]), [self._unreadable(int(i), p['frames']) for i, p in zip(b, plans)]))
     cols = dict(enc=[np.fromfile(str(self.dataset.root/'Videos'/f'{self.dataset.df.FileName[i]}.avi'), np.uint8) for i in b],
                 frames=[p['frames'] for p in plans], idx=[np.array([i], np.int64) for i in b],
                 anchor=[p['anchor'] for p in plans], cb=[p['cb'] for p in plans])
@@ -254,16 +254,36 @@ def _build(self):
     pipe.build()
     return pipe
 
-# %% ../nbs/03_dali.ipynb #125fb61f
+# %% ../nbs/03_dali.ipynb #aba95056
 @patch_to(DaliLoader)
-def _batch(self, outs)->dict:
+def _unreadable(self, i:int, # item index
+                frames # the frame indices its clips need (past the end included: those are padding)
+               )->str: # why the clips cannot be decoded, in the OpenCV loader's words; '' when they can
+    "Check with OpenCV's `read_frames` that item `i`'s frames exist (its last frame once per video, all of them if that fails)"
+    ds = self.dataset
+    path, n = ds.root/'Videos'/f'{ds.df.FileName[i]}.avi', ds.infos[i]['n_frames']
+    if i not in self._complete:
+        try: read_frames(path, [n - 1], size=None, n_frames=n); self._complete[i] = True
+        except DataError: self._complete[i] = False
+    if self._complete[i]: return ''
+    try: read_frames(path, frames[frames < n], size=None, n_frames=n); return ''
+    except DataError as e: return str(e)
+
+@patch_to(DaliLoader)
+def _batch(self, outs)->Optional[dict]: # None when every item of the batch was skipped
     x, idx = outs
-    _, mask = self._fed.pop(0)
+    _, mask, why = self._fed.pop(0)
+    ds = self.dataset
+    for w in filter(None, why):
+        if ds.cfg.strict: raise DataError(w)
+        warnings.warn(f"skipping: {w}")
+    keep = np.array([not w for w in why])
+    if not keep.any(): return None
     dev = f'cuda:{self.device_id}' if self.device == 'gpu' else 'cpu'
     x = _to_torch(x.as_tensor(), dev) if x.is_dense_tensor() else torch.stack([_to_torch(t, dev) for t in x])
     if not mask.all(): x[torch.from_numpy(~mask).to(x.device)] = 0   # padded frames: 0 after normalisation
     idx = np.array(idx.as_tensor()).reshape(-1)
-    ds = self.dataset
+    if not keep.all(): x, idx = x[torch.from_numpy(keep).to(x.device)], idx[keep]
     if not ds.train and ds.n_clips != 1: x = x.view(len(idx), -1, ds.cfg.clip_len, *x.shape[2:])
     return dict(pixel_values=x, labels=torch.tensor(ds.df.EF.values[idx], dtype=torch.float32),
                 filename=[ds.df.FileName[i] for i in idx])
@@ -288,14 +308,14 @@ def __iter__(self):
         for _ in range(n):
             try: outs = self._pipe.run()
             except (RuntimeError, ValueError) as e:
-                files = sorted({self.dataset.df.FileName[i] for b, _ in self._fed for i in b})
+                files = sorted({self.dataset.df.FileName[i] for b, *_ in self._fed for i in b})
                 self._pipe = None
                 raise DataError(f"{self.dataset.root/'Videos'}: DALI failed on a batch holding {', '.join(files)}: {_dali_msg(e)}") from None
             yield self._batch(outs)
     finally:
         if self._pipe is not None: self._drain()
 
-# %% ../nbs/03_dali.ipynb #3c7665c3
+# %% ../nbs/03_dali.ipynb #ba4d54bb
 @delegates(DaliLoader, but=['dataset', 'batch_size', 'sampler', 'drop_last'])
 def get_dali_dataloaders(cfg:DataConfig, # data settings (root, sizes, batch size, workers)
                          splits=('TRAIN', 'VAL'), # splits to build
@@ -304,16 +324,11 @@ def get_dali_dataloaders(cfg:DataConfig, # data settings (root, sizes, batch siz
                          eval_batch_size:Optional[int]=None, # batch size of the non-training splits
                          **kwargs)->dict:
     "DALI loaders for `splits`, keyed by split name, with the contract of `get_dataloaders`"
-    dls = {}
-    for split in splits:
-        ds, sampler = split_data(cfg, split, seed, rank, world_size)
-        train = split == 'TRAIN'
-        bs = cfg.batch_size if train else (eval_batch_size or cfg.batch_size)
-        kwargs.setdefault('num_threads', max(1, cfg.num_workers))
-        dls[split] = DaliLoader(ds, bs, sampler, drop_last=train, **kwargs)
-    return dls
+    kwargs.setdefault('num_threads', max(1, cfg.num_workers))
+    return split_loaders(cfg, lambda ds, sampler, bs, train: DaliLoader(ds, bs, sampler, drop_last=train, **kwargs),
+                         splits, seed, rank, world_size, eval_batch_size)
 
-# %% ../nbs/03_dali.ipynb #7c969e2d
+# %% ../nbs/03_dali.ipynb #1f87b6a6
 LOADERS = ('cv2', 'dali', 'auto')
 _log = logging.getLogger(__name__)
 
@@ -343,7 +358,7 @@ def choose_loader(cfg:DataConfig, # its `loader` (cv2, dali or auto) and `root` 
         return 'cv2', None, f"a trial DALI decode on the {dev.upper()} failed ({err})"
     return 'dali', dev, f"DALI decodes {'/'.join(codecs)} on the {dev.upper()}"
 
-# %% ../nbs/03_dali.ipynb #85cc87f5
+# %% ../nbs/03_dali.ipynb #7c906697
 @delegates(get_dataloaders)
 def make_dataloaders(cfg:DataConfig, # data settings; `cfg.loader` picks the backend
                      device:Optional[str]=None, # DALI device; None: the GPU when present

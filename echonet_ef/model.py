@@ -5,10 +5,11 @@
 # %% auto #0
 __all__ = ['STEMS', 'MODEL_FORMAT', 'tiny_config', 'build_backbone', 'AttentionPool', 'MeanPool', 'make_head', 'ClipStats',
            'make_stem', 'EFOutput', 'EchoNetRegressor', 'frame_weights', 'tubelet_frames', 'build_model',
-           'model_config', 'save_model', 'read_model_config', 'load_model', 'MCResult', 'backbone_dropout',
+           'model_config', 'save_model', 'read_model_config', 'load_model', 'model_data_config', 'recover_dir',
+           'step_checkpoints', 'latest_checkpoint', 'find_model', 'MCResult', 'backbone_dropout',
            'predict_with_uncertainty']
 
-# %% ../nbs/04_model.ipynb #89ec2861
+# %% ../nbs/04_model.ipynb #b7c461c1
 import os, json, math, warnings, contextlib, statistics
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,7 +22,7 @@ from transformers import VideoMAEConfig, VideoMAEModel
 from fastcore.basics import store_attr, patch
 from .core import *
 
-# %% ../nbs/04_model.ipynb #82f42a84
+# %% ../nbs/04_model.ipynb #08aa919b
 def tiny_config(tubelet_size:int=2, # frames per token; up to `num_frames` (the clip length)
                 hidden_size:int=64, # width of the backbone
                 num_hidden_layers:int=2, # transformer blocks
@@ -32,7 +33,7 @@ def tiny_config(tubelet_size:int=2, # frames per token; up to `num_frames` (the 
               intermediate_size=4*hidden_size, tubelet_size=tubelet_size)
     return ModelConfig(backbone=None, pretrained=False, videomae=vm, **kwargs)
 
-# %% ../nbs/04_model.ipynb #1ea4b910
+# %% ../nbs/04_model.ipynb #4a836b18
 def _videomae_keys()->set:
     "The `VideoMAEConfig` fields a config may override"
     return set(VideoMAEConfig().to_dict()) - {'transformers_version', 'architectures', '_name_or_path', 'model_type'}
@@ -48,7 +49,7 @@ def _videomae_overrides(mcfg:ModelConfig, image_size:int, num_frames:int)->dict:
         kw[k] = v
     return kw
 
-# %% ../nbs/04_model.ipynb #8aaf14bf
+# %% ../nbs/04_model.ipynb #8d1de126
 def _offline()->bool: return bool(huggingface_hub.constants.HF_HUB_OFFLINE)
 
 def _is_local(src:str)->bool:
@@ -68,7 +69,7 @@ def _load_error(src:str, e:Exception)->CheckpointError:
                                f"where there is internet (or unset HF_HUB_OFFLINE), or set model.backbone to a local folder")
     return CheckpointError(f"{src}: could not be loaded from the Hugging Face hub ({first})")
 
-# %% ../nbs/04_model.ipynb #ccc3fe03
+# %% ../nbs/04_model.ipynb #e466568e
 def build_backbone(mcfg:ModelConfig, # the model section of the config
                    image_size:int=224, # the data's frame size (224 or 112)
                    num_frames:int=16   # the data's clip length
@@ -97,7 +98,7 @@ def _check_divides(cfg:VideoMAEConfig):
     if cfg.image_size % cfg.patch_size:
         raise ConfigError(f"image size {cfg.image_size} is not a multiple of model.videomae.patch_size={cfg.patch_size}")
 
-# %% ../nbs/04_model.ipynb #fa7b4115
+# %% ../nbs/04_model.ipynb #0df9f2e2
 class AttentionPool(nn.Module):
     "Softmax-weighted mean of the tokens, with the weights scored by a small MLP"
     def __init__(self, dim:int, # token width
@@ -116,7 +117,7 @@ class MeanPool(nn.Module):
         w = torch.full(h.shape[:2], 1/h.shape[1], device=h.device)
         return h.float().mean(1), w
 
-# %% ../nbs/04_model.ipynb #33ff654b
+# %% ../nbs/04_model.ipynb #31813570
 def make_head(dim:int, # pooled feature width
               p:float=0.1, # dropout probability
               bias_init:float=55.0 # initial bias of the last layer (≈ mean EF)
@@ -128,7 +129,7 @@ def make_head(dim:int, # pooled feature width
     nn.init.constant_(head[-1].bias, bias_init)
     return head
 
-# %% ../nbs/04_model.ipynb #9c9d2e0b
+# %% ../nbs/04_model.ipynb #e74034f8
 STEMS = ('none', 'clip_stats')
 
 class ClipStats(nn.Module):
@@ -156,7 +157,7 @@ def make_stem(stem:str, # none or clip_stats
     if num_channels != 3: raise ConfigError(f"config key 'model.stem': clip_stats makes 3 channels, but the backbone has num_channels={num_channels}")
     return ClipStats()
 
-# %% ../nbs/04_model.ipynb #12a48bab
+# %% ../nbs/04_model.ipynb #d8b1a870
 @dataclass
 class EFOutput:
     "EF predictions with the attention-pooling weights"
@@ -188,7 +189,7 @@ class EchoNetRegressor(nn.Module):
         c = self.backbone.config
         return c.num_frames//c.tubelet_size, c.image_size//c.patch_size, c.image_size//c.patch_size
 
-# %% ../nbs/04_model.ipynb #38ee8454
+# %% ../nbs/04_model.ipynb #cb20d9be
 @patch
 def encode(self:EchoNetRegressor, x:torch.Tensor # clips (B, T, C, H, W)
           )->tuple: # pooled features (B, hidden) and token weights (B, N)
@@ -220,7 +221,7 @@ def forward(self:EchoNetRegressor, x:torch.Tensor, # clips (B, T, C, H, W)
     ef = self.head(feat)
     return EFOutput(ef, w, self.tubelet_weights(w)) if return_attention else ef
 
-# %% ../nbs/04_model.ipynb #99c09067
+# %% ../nbs/04_model.ipynb #dd20d651
 def frame_weights(tubelet_w:torch.Tensor, # (B, T/tubelet_size) tubelet weights
                   tubelet_size:int # frames per tubelet
                  )->torch.Tensor: # (B, T)
@@ -233,7 +234,7 @@ def tubelet_frames(n_tubelets:int, # time steps of the token grid
     "The clip frames each tubelet covers"
     return [(i*tubelet_size, (i+1)*tubelet_size - 1) for i in range(n_tubelets)]
 
-# %% ../nbs/04_model.ipynb #caaba494
+# %% ../nbs/04_model.ipynb #f2e6b37a
 def build_model(mcfg:ModelConfig, # the model section of the config
                 image_size:int=224, # the data's frame size (`data.size`)
                 num_frames:int=16   # the data's clip length (`data.clip_len`)
@@ -244,12 +245,7 @@ def build_model(mcfg:ModelConfig, # the model section of the config
     model.set_gradient_checkpointing(mcfg.gradient_checkpointing)
     return model
 
-@patch(cls_method=True)
-def from_config(cls:EchoNetRegressor, mcfg:ModelConfig, image_size:int=224, num_frames:int=16):
-    "An `EchoNetRegressor` as `mcfg` describes it (same as `build_model`)"
-    return build_model(mcfg, image_size, num_frames)
-
-# %% ../nbs/04_model.ipynb #ee09bf3c
+# %% ../nbs/04_model.ipynb #dadad2a9
 @patch
 def freeze_backbone(self:EchoNetRegressor, flag:bool=True # True freezes, False unfreezes
                    ):
@@ -266,7 +262,7 @@ def set_gradient_checkpointing(self:EchoNetRegressor, flag:bool=True # True enab
     else: (getattr(bb, 'activation_checkpointing_disable', None) or bb.gradient_checkpointing_disable)()
     return self
 
-# %% ../nbs/04_model.ipynb #92291bd4
+# %% ../nbs/04_model.ipynb #ab5ffe75
 MODEL_FORMAT = 'echonet_ef.EchoNetRegressor'
 
 def model_config(model:EchoNetRegressor, # the model to describe
@@ -288,7 +284,7 @@ def save_model(model:EchoNetRegressor, # the model to save
         save_file(sd, str(tmp/'model.safetensors'), metadata={'format': 'pt'})
     return Path(path)
 
-# %% ../nbs/04_model.ipynb #6afd0704
+# %% ../nbs/04_model.ipynb #e97bba11
 def read_model_config(path # a folder written by `save_model`
                      )->dict:
     "The config.json of the model folder `path`, checked"
@@ -320,7 +316,60 @@ def load_model(path, # a folder written by `save_model`
     model.calibration, model.extra = float(cfg.get('calibration', 1.0)), dict(cfg.get('extra', {}))
     return model.to(get_device(device) if isinstance(device, str) else device).eval()
 
-# %% ../nbs/04_model.ipynb #f669abc8
+# %% ../nbs/04_model.ipynb #104a9446
+def model_data_config(model:EchoNetRegressor, # a model, whose `extra` holds the data settings it was trained with
+                      root=None, # EchoNet-Dynamic folder
+                      batch_size:int=16, # clips per forward pass
+                      num_workers:int=0 # DataLoader worker processes
+                     )->DataConfig:
+    "The evaluation `DataConfig` that matches how `model` was trained"
+    e, c = model.extra, model.backbone.config
+    return DataConfig(root=None if root is None else str(root), size=int(e.get('image_size', c.image_size)),
+                      clip_len=int(e.get('num_frames', c.num_frames)), period=int(e.get('period', 4)),
+                      ref_fps=e.get('ref_fps', 50.0), mean=tuple(e.get('mean', IMAGENET_MEAN)),
+                      std=tuple(e.get('std', IMAGENET_STD)), augment=False, batch_size=batch_size, num_workers=num_workers)
+
+# %% ../nbs/04_model.ipynb #e0ae77db
+def recover_dir(p:Path # a folder replaced by `atomic_dir`
+               )->Path:
+    "`p`, put back from `.NAME.old` if a replacement of `p` was cut short between its two renames"
+    old = p.with_name(f'.{p.name}.old')
+    if not p.exists() and old.is_dir():
+        try: os.replace(old, p)
+        except OSError: return old
+    return p
+
+def _is_model(p:Path)->bool: return (p/'config.json').is_file() and (p/'model.safetensors').is_file()
+
+def step_checkpoints(out)->list:
+    "The `model_step_<N>` checkpoints of the run in `out`, oldest first"
+    cks = [c for c in (Path(out)/'checkpoints').glob('model_step_*') if c.name.rsplit('_', 1)[1].isdigit() and c.is_dir()]
+    return sorted(cks, key=lambda c: int(c.name.rsplit('_', 1)[1]))
+
+def latest_checkpoint(out)->Optional[Path]:
+    "The newest `model_step_<N>` checkpoint of the run in `out`, or None"
+    cks = step_checkpoints(out)
+    return cks[-1] if cks else None
+
+# %% ../nbs/04_model.ipynb #3a004fa5
+def find_model(path # a model folder, a training checkpoint folder, or a run folder
+              )->Path: # the model folder (config.json + model.safetensors)
+    "The model folder that `path` designates (a run folder: its best_model)"
+    p = recover_dir(Path(path))
+    if not p.exists(): raise CheckpointError(f"{p}: checkpoint not found")
+    for cand in (p, recover_dir(p/'model')):
+        if _is_model(cand): read_model_config(cand); return cand
+    if (p/'checkpoints').is_dir():
+        best = recover_dir(p/'checkpoints'/'best_model')/'model'
+        if _is_model(best): read_model_config(best); return best
+        steps = step_checkpoints(p)
+        raise CheckpointError(f"{p}: the run has no checkpoints/best_model" + (
+            f"; its step checkpoints are {', '.join(c.name for c in steps)}: pass one explicitly, e.g. {steps[-1]}" if steps
+            else " and no step checkpoints (pass a model or checkpoint folder)"))
+    raise CheckpointError(f"{p}: not a checkpoint (expected a model folder with config.json and model.safetensors, "
+                          "a training checkpoint holding model/, or a run folder holding checkpoints/)")
+
+# %% ../nbs/04_model.ipynb #53da2a2a
 @dataclass
 class MCResult:
     "MC-dropout prediction: mean EF, its spread and a central interval"
@@ -343,7 +392,7 @@ def _keep_modes(model:nn.Module):
     finally:
         for mod, t in modes: mod.training = t
 
-# %% ../nbs/04_model.ipynb #9ed19d34
+# %% ../nbs/04_model.ipynb #242ca5a6
 def _mc_samples(model, x, n_samples, batched=True):
     "(n_samples, B) EF samples with dropout on"
     if backbone_dropout(model):
@@ -369,6 +418,6 @@ def predict_with_uncertainty(model:EchoNetRegressor, # the model
     mean = s.mean(0)
     std = s.std(0) if n_samples > 1 else torch.zeros_like(mean)
     if not 0 < level < 1: raise ValueError(f"level must be between 0 and 1, got {level}")
-    z = statistics.NormalDist().inv_cdf(0.5 + level/2)
+    z = z_value(level)
     half = z * std * (model.calibration if scale is None else scale)
     return MCResult(mean, std, mean - half, mean + half, s)
