@@ -238,7 +238,7 @@ def volume_from_tracing(segs # (n, 4) array of x1,y1,x2,y2: the long axis first,
 EF_BINS = [(-np.inf, 30, '<30'), (30, 40, '30-40'), (40, 55, '40-55'), (55, 70, '55-70'), (70, np.inf, '>=70')]
 
 def ef_category(ef:float)->str:
-    "The seed's reporting bin of `ef`: '<30', '30-40', '40-55', '55-70' or '>=70'"
+    "The clinical reporting bin of `ef`: '<30', '30-40', '40-55', '55-70' or '>=70'"
     for lo, hi, name in EF_BINS:
         if lo <= ef < hi: return name
     raise ValueError(f"EF must be a number, got {ef}")

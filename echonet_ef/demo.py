@@ -6,7 +6,7 @@
 __all__ = ['DEMO_YAML', 'MARKER', 'PARTS', 'MIN_VIDEOS', 'demo_config', 'read_marker', 'claim_output', 'run_demo',
            'echonet_ef_demo']
 
-# %% ../nbs/10_demo.ipynb #6932f053
+# %% ../nbs/10_demo.ipynb #510dfdeb
 import os, sys, time, json, shutil, warnings, contextlib
 from pathlib import Path
 from typing import Optional
@@ -21,7 +21,7 @@ from .evaluate import evaluate_checkpoint
 from .train import find_model
 from .predict import reference_stats, store_reference_stats
 
-# %% ../nbs/10_demo.ipynb #cc8e32c9
+# %% ../nbs/10_demo.ipynb #6665335b
 DEMO_YAML = """\
 # The tiny CPU demo: a VideoMAE trained from scratch on synthetic data in ~5 minutes on 2 cores.
 # Tokens span the whole clip (tubelet_size == clip_len) and the clip_stats stem adds the per-pixel mean and std over
@@ -71,7 +71,7 @@ def demo_config(data:str, # the dataset folder
     "The demo's `Config`, reading from `data`"
     return load_config(yaml.safe_load(DEMO_YAML), [f'data.root={data}', *overrides])
 
-# %% ../nbs/10_demo.ipynb #2b3086eb
+# %% ../nbs/10_demo.ipynb #8be6c58c
 MARKER = '.echonet_ef_demo.json'                     # the demo's record of what it wrote in its output folder
 PARTS = ('data', 'run', 'report', 'metrics.json')    # everything the demo writes in its output folder
 MIN_VIDEOS = 3                                        # one TRAIN, one VAL and one TEST video at least
@@ -102,7 +102,7 @@ def claim_output(out:Path, # the demo's output folder
         raise EchoNetError(f"{out}: already holds a demo run; pass --overwrite to replace it")
     return m
 
-# %% ../nbs/10_demo.ipynb #7a97be00
+# %% ../nbs/10_demo.ipynb #37f51658
 def _dataset(out:Path, m:dict, n_videos:int, seed:int, quiet:bool)->tuple:
     "The demo's dataset in `out/data` and its updated record: reused if it is the demo's of this size and seed, else written"
     data, want = out/'data', dict(n_videos=n_videos, seed=seed)
@@ -116,7 +116,7 @@ def _dataset(out:Path, m:dict, n_videos:int, seed:int, quiet:bool)->tuple:
     if not quiet: print(f"  done in {time.time()-t0:.0f} s\n" + dataset_summary(df))
     return _record(out, m, data=dict(want, complete=True)), df
 
-# %% ../nbs/10_demo.ipynb #fda4cf4c
+# %% ../nbs/10_demo.ipynb #3b43406a
 def _check_n(n_videos):
     "A one-line error for a bad number of videos, before anything is written"
     if isinstance(n_videos, bool) or not isinstance(n_videos, (int, np.integer)) or n_videos < MIN_VIDEOS:
@@ -176,7 +176,7 @@ def _summary(m, out)->str:
             f"RMSE {m['rmse']:.2f}, R² {m['r2']:.3f}, interval coverage {m['coverage']:.0%}\n"
             f"{m['train_steps']} training steps; {m['total_minutes']:.1f} min in all. Report: {out/'report'}, metrics: {out/'metrics.json'}")
 
-# %% ../nbs/10_demo.ipynb #9dd6715e
+# %% ../nbs/10_demo.ipynb #8a9c2ff4
 @call_parse
 @cli_errors
 def echonet_ef_demo(out:str='demo_run', # output folder
