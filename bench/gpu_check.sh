@@ -176,7 +176,7 @@ else
     n=$(basename "$nb" .ipynb)
     if grep -q 'dali' "$nb" && ! have nvidia.dali; then record "nb_$n" SKIP 0 "needs NVIDIA DALI, not installed here (~1 GB, too big to carry)"; continue; fi
     stage "nb_$n" 120 "$OUT/nbdev_cuda.log" $PY "$CLI" nbdev.test:nbdev_test \
-      --flags cuda --path "$nb" --timing
+      --flags "cuda dali" --path "$nb" --timing
   done
 fi
 

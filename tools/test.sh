@@ -12,5 +12,16 @@ if [ -n "$(git status --porcelain -- echonet_ef)" ]; then git status --porcelain
 echo "== README.md in step with nbs/index.ipynb"
 python tools/readme.py --check
 echo "== nbdev_test"
-nbdev_test --n_workers "${NBDEV_TEST_WORKERS:-2}" --timing "$@"
+# cells flagged `#| dali` need NVIDIA DALI: run them where it imports, merged with any --flags given on the command line
+flags=""; args=()
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --flags) flags="$flags ${2:-}"; shift $(( $# > 1 ? 2 : 1 ));;
+    --flags=*) flags="$flags ${1#--flags=}"; shift;;
+    *) args+=("$1"); shift;;
+  esac
+done
+if python -c "import nvidia.dali" >/dev/null 2>&1; then flags="dali $flags"; else echo "(NVIDIA DALI not installed: cells flagged dali skipped)"; fi
+read -r -a _f <<< "$flags"; flags="${_f[*]:-}"
+nbdev_test --n_workers "${NBDEV_TEST_WORKERS:-2}" --timing ${flags:+--flags "$flags"} ${args[@]+"${args[@]}"}
 echo "$(ls nbs/*.ipynb | grep -vc '/_') passed, 0 failed"
