@@ -17,7 +17,7 @@ from fastcore.basics import store_attr, patch
 from .core import *
 from .data import read_filelist
 from .train import find_model
-from .predict import MAX_MB, MAX_FRAMES, TIMEOUT, load_clinical_video, predict_video, load_predictor, model_settings
+from .predict import MAX_MB, MAX_FRAMES, TIMEOUT, load_clinical_video, predict_frames, predict_video, load_predictor, model_settings
 
 # %% ../nbs/09_predictor.ipynb #ac813005
 def frame_png(frame:np.ndarray # (H, W, 3) RGB or (H, W) grey uint8 frame
@@ -251,15 +251,13 @@ def _show_nothing(self:EFPredictorApp):
     self.plot.value = self.frame_img.value = b''
     self.play.value = self.slider.value = 0; self.play.max = self.slider.max = 0
 
-# %% ../nbs/09_predictor.ipynb #b06ef8f7
+# %% ../nbs/09_predictor.ipynb #1e0ceb6f
 @patch
 def _predict(self:EFPredictorApp, path, source:str, true_ef:Optional[float]=None):
     if self.model is None: raise ConfigError("no model loaded: enter a checkpoint path and press Load")
-    frames, _, _ = load_clinical_video(path, **self.limits)
+    frames, fps, info = load_clinical_video(path, **self.limits)
     self._set_status(f"busy: predicting {source}", 'info', 1)
-    with torch.random.fork_rng():
-        torch.manual_seed(self.seed)
-        r = predict_video(path, self.model, self.clips_dd.value, self.n_samples, self.level, **self.limits)
+    r = predict_frames(frames, fps, info, self.model, self.clips_dd.value, self.n_samples, self.level, seed=self.seed, path=path)
     self._set_status(f"busy: plotting {source}", 'info', 2)
     self._show(r, frames, source, true_ef)
     self._set_status(f"done: {source}: EF {r['ef']:.1f}%" + (' (out of distribution)' if r['ood'] else ''), 'success', 3)
@@ -316,7 +314,7 @@ def predict_picked(self:EFPredictorApp):
     with self._work(f"reading {name}"):
         if self.fl is None or name is None: raise DataError("open a dataset folder and choose a video first")
         ef = float(self.fl.EF[self.fl.FileName == name].iloc[0])
-        self._predict(self.folder/'Videos'/f"{name}.avi", f"{name}.avi", ef)
+        self._predict(path_inside(self.folder/'Videos', f"{name}.avi"), f"{name}.avi", ef)
 
 # %% ../nbs/09_predictor.ipynb #1ebc5e28
 def _upload_files(value)->list:

@@ -56,12 +56,17 @@ def show_doc(sym, *args, **kwargs):
     return res
 '''
 
+def _has_dali()->bool:
+    try: import nvidia.dali; return True
+    except Exception: return False
+
 class exec_docs(exec_show_docs):
     "nbdev's `exec_show_docs` (run the cells `show_doc` needs), with the `show_doc` above; `everything`: run every cell"
     everything = False
     def begin(self):
         super().begin()
         self.flags = re.split(r'[|\s]+', get_config().tst_flags.strip())
+        if _has_dali(): self.flags = [f for f in self.flags if f != 'dali']  # DALI cells run where DALI imports
         if str(getattr(self.nb, 'frontmatter_', {}).get('skip_exec', '')).lower()=='true': self.everything = False
         if hasattr(self, 'k'): self.k.run_cell(_SHOW_DOC.format(lib=get_config().lib_name, mod=_default_exp(self.nb)))
 
