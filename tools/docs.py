@@ -1,7 +1,7 @@
 """Build the docs site offline, without Quarto: nbdev's processors over executed notebooks, rendered by Sphinx + MyST-NB.
 
-    python tools/docs.py             # build _site/ (runs every notebook the way nbdev_test does, so plots show)
-    python tools/docs.py --no_exec   # quicker: run only what show_doc needs (API docs, no outputs or plots)
+    python tools/docs.py             # build _site/ from the outputs stored in the notebooks (tools/run_nbs.py)
+    python tools/docs.py --execute   # run every notebook again, the way nbdev_test does, instead
 
     python tools/docs.py --quarto    # where Quarto is installed: the Quarto site (`nbdev_docs`, into _docs/), with plots
 
@@ -116,7 +116,7 @@ def proc_all(fns, nbs, dest, execute=True, n_workers=2, timeout=900):
     def _one(fn):
         t = time.time()
         (dest/fn.relative_to(nbs)).parent.mkdir(parents=True, exist_ok=True)
-        cmd = [sys.executable, __file__, '--proc', str(fn), '--proc_dst', str(dest/fn.relative_to(nbs))] + ([] if execute else ['--no_exec'])
+        cmd = [sys.executable, __file__, '--proc', str(fn), '--proc_dst', str(dest/fn.relative_to(nbs))] + (['--execute'] if execute else [])
         p = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT, start_new_session=True)
         running.append(p)
         try: out,err = p.communicate(timeout=timeout)
@@ -316,7 +316,7 @@ def build_quarto(execute=True, n_workers=2, timeout=900):
 
 @call_parse
 def main(dest:str='_site', # output folder, relative to the repo root
-         no_exec:bool=False, # run only the cells show_doc needs (no outputs or plots; faster)
+         execute:bool=False, # run every cell again instead of showing the outputs stored in the notebooks
          file_glob:str='*.ipynb', # only these notebooks (to preview a page; the sidebar lists only them)
          n_workers:int=2, # notebooks processed at once
          timeout:int=900, # seconds one notebook may take
@@ -325,8 +325,8 @@ def main(dest:str='_site', # output folder, relative to the repo root
          proc:str=None, # internal: process the one notebook `proc` into `proc_dst`
          proc_dst:str=None):
     "Build the docs site offline into `dest`"
-    if proc: return proc_nb(proc, proc_dst, execute=not no_exec)
+    if proc: return proc_nb(proc, proc_dst, execute=execute)
     try:
-        if quarto: build_quarto(execute=not no_exec, n_workers=n_workers, timeout=timeout)
-        else: build(dest, execute=not no_exec, n_workers=n_workers, keep_src=keep_src, timeout=timeout, file_glob=file_glob)
+        if quarto: build_quarto(execute=execute, n_workers=n_workers, timeout=timeout)
+        else: build(dest, execute=execute, n_workers=n_workers, keep_src=keep_src, timeout=timeout, file_glob=file_glob)
     except RuntimeError as e: sys.exit(str(e))

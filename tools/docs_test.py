@@ -191,7 +191,7 @@ def rep_search(rep, base, pages):
 @call_parse
 def main(no_build:bool=False, # test the _site/ already built
          dest:str='_site', # site folder, relative to the repo root
-         no_exec:bool=False, # build without running every cell (no plots, so no plot check)
+         execute:bool=False, # run every notebook again instead of using the outputs stored in them
          file_glob:str='*.ipynb'): # only these notebooks' pages (to check a page quickly)
     "Build the docs site and test it in headless Chromium"
     os.chdir(ROOT)
@@ -199,10 +199,10 @@ def main(no_build:bool=False, # test the _site/ already built
     find_chromium()
     t0 = time.time()
     if not no_build:
-        try: docs.build(dest, execute=not no_exec, file_glob=file_glob)
+        try: docs.build(dest, execute=execute, file_glob=file_glob)
         except RuntimeError as e: print(e); print("docs: 0 passed, 1 failed (build)"); sys.exit(1)
     site = ROOT/dest
     if not (site/'index.html').exists(): sys.exit(f"docs: {site}/index.html not found; build the site first (python tools/docs.py)")
-    rep = test_site(site, file_glob, plots=not no_exec)
+    rep = test_site(site, file_glob, plots=True)
     print(f"docs: {rep.passed} passed, {len(rep.failed)} failed ({time.time()-t0:.0f}s)")
     if rep.failed: sys.exit(1)
