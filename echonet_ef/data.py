@@ -7,8 +7,8 @@ __all__ = ['REQUIRED_COLS', 'NATIVE_SIZE', 'read_filelist', 'read_tracings', 'tr
            'read_video', 'video_period', 'clip_span', 'clip_starts', 'clip_indices', 'parse_clips', 'sample_clip',
            'ClipTransform', 'EchoDataset', 'EpochSampler', 'collate', 'split_data', 'split_loaders', 'get_dataloaders']
 
-# %% ../nbs/02_data.ipynb #15e608d3
-import os, math, warnings, contextlib
+# %% ../nbs/02_data.ipynb #98cf419d
+import math, warnings
 from pathlib import Path
 from typing import Optional, Union
 import numpy as np, pandas as pd, cv2, torch
@@ -17,7 +17,7 @@ from torch.utils.data import Dataset, DataLoader
 from fastcore.basics import store_attr, patch_to
 from .core import *
 
-# %% ../nbs/02_data.ipynb #6e5ff030
+# %% ../nbs/02_data.ipynb #0f994add
 REQUIRED_COLS = ['FileName','EF','Split']
 
 def _data_root(root)->Path:
@@ -26,30 +26,34 @@ def _data_root(root)->Path:
     if not root.is_dir(): raise DataError(f"{root}: data folder not found")
     return root
 
-# %% ../nbs/02_data.ipynb #e051a241
+# %% ../nbs/02_data.ipynb #5133c3ec
 def _check_filelist(df:pd.DataFrame, path:Path)->pd.DataFrame:
     "Validate and normalise a FileList `df` read from `path`"
     missing = [c for c in REQUIRED_COLS if c not in df.columns]
-    if missing: raise DataError(f"{path}: missing required column(s) {', '.join(map(repr, missing))} (found: {', '.join(df.columns)})")
+    if missing:
+        raise DataError(f"{path}: missing required column(s) {', '.join(map(repr, missing))} "
+                        f"(found: {', '.join(df.columns)})")
     df = df.copy()
     df['FileName'] = df['FileName'].astype(str).str.strip().str.replace(r'\.avi$', '', regex=True)
     ef = pd.to_numeric(df['EF'], errors='coerce')
     bad = ef.isna() | (ef < 0) | (ef > 100)
     if bad.any():
         i = int(np.argmax(bad.values))
-        raise DataError(f"{path}: row {i+2} ({df.FileName.iloc[i]}): EF {str(df.EF.iloc[i])!r} is not a number between 0 and 100")
+        raise DataError(f"{path}: row {i+2} ({df.FileName.iloc[i]}): EF {str(df.EF.iloc[i])!r} "
+                        "is not a number between 0 and 100")
     df['EF'] = ef.astype(float)
     split = df['Split'].astype(str).str.strip().str.upper()
     bad = ~split.isin(SPLITS)
     if bad.any():
         i = int(np.argmax(bad.values))
-        raise DataError(f"{path}: row {i+2} ({df.FileName.iloc[i]}): unknown Split {str(df.Split.iloc[i])!r} (expected TRAIN, VAL or TEST)")
+        raise DataError(f"{path}: row {i+2} ({df.FileName.iloc[i]}): unknown Split {str(df.Split.iloc[i])!r} "
+                        "(expected TRAIN, VAL or TEST)")
     df['Split'] = split
     dup = df.FileName[df.FileName.duplicated()]
     if len(dup): raise DataError(f"{path}: duplicate FileName {dup.iloc[0]!r} ({len(dup)} duplicate row(s))")
     return df.reset_index(drop=True)
 
-# %% ../nbs/02_data.ipynb #e7d04f86
+# %% ../nbs/02_data.ipynb #48298c19
 def read_filelist(root, # EchoNet-Dynamic folder holding FileList.csv and Videos/
                   split:Optional[str]=None, # TRAIN, VAL or TEST; None for all rows
                   check_videos:bool=True # fail if a listed video is missing from Videos/
@@ -57,7 +61,8 @@ def read_filelist(root, # EchoNet-Dynamic folder holding FileList.csv and Videos
     "Read and validate `root`/FileList.csv, optionally filtered to `split`"
     root = _data_root(root)
     path = root/'FileList.csv'
-    if not path.is_file(): raise DataError(f"{path}: not found (expected EchoNet-Dynamic layout: FileList.csv and Videos/)")
+    if not path.is_file():
+        raise DataError(f"{path}: not found (expected EchoNet-Dynamic layout: FileList.csv and Videos/)")
     try: df = pd.read_csv(path)
     except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as e:
         raise DataError(f"{path}: not a readable CSV ({str(e).splitlines()[0]})")
@@ -70,10 +75,11 @@ def read_filelist(root, # EchoNet-Dynamic folder holding FileList.csv and Videos
         if not vids.is_dir(): raise DataError(f"{vids}: videos folder not found")
         have = {p.stem for p in vids.glob('*.avi')}
         missing = [f for f in df.FileName if f not in have]
-        if missing: raise DataError(f"{path}: {len(missing)} listed video(s) missing from {vids}, e.g. {missing[0]}.avi")
+        if missing:
+            raise DataError(f"{path}: {len(missing)} listed video(s) missing from {vids}, e.g. {missing[0]}.avi")
     return df
 
-# %% ../nbs/02_data.ipynb #ff56162a
+# %% ../nbs/02_data.ipynb #53a7af1c
 def read_tracings(root # EchoNet-Dynamic folder holding VolumeTracings.csv
                  )->pd.DataFrame:
     "Read and validate `root`/VolumeTracings.csv"
@@ -81,7 +87,9 @@ def read_tracings(root # EchoNet-Dynamic folder holding VolumeTracings.csv
     if not path.is_file(): raise DataError(f"{path}: not found")
     df = pd.read_csv(path)
     missing = [c for c in TRACING_COLUMNS if c not in df.columns]
-    if missing: raise DataError(f"{path}: missing required column(s) {', '.join(map(repr, missing))} (found: {', '.join(df.columns)})")
+    if missing:
+        raise DataError(f"{path}: missing required column(s) {', '.join(map(repr, missing))} "
+                        f"(found: {', '.join(df.columns)})")
     num = df[['X1','Y1','X2','Y2','Frame']].apply(pd.to_numeric, errors='coerce')
     if num.isna().any().any():
         i = int(np.argmax(num.isna().any(axis=1).values))
@@ -90,20 +98,21 @@ def read_tracings(root # EchoNet-Dynamic folder holding VolumeTracings.csv
     df['FileName'] = df.FileName.astype(str)
     return df
 
-# %% ../nbs/02_data.ipynb #439a0925
+# %% ../nbs/02_data.ipynb #d6d89387
 def tracing_volumes(tr:pd.DataFrame # as returned by `read_tracings`
                    )->pd.DataFrame:
     "Per video: the two traced frames, their method-of-disks volumes, and the EF they give"
     rows = []
     for fname, g in tr.groupby('FileName', sort=False):
-        vols = {int(fr): volume_from_tracing(gg[['X1','Y1','X2','Y2']].values) for fr, gg in g.groupby('Frame', sort=False)}
+        vols = {int(fr): volume_from_tracing(gg[['X1','Y1','X2','Y2']].values)
+                for fr, gg in g.groupby('Frame', sort=False)}
         if len(vols) < 2: continue
         (f_ed, edv), (f_es, esv) = max(vols.items(), key=lambda x: x[1]), min(vols.items(), key=lambda x: x[1])
         rows.append(dict(FileName=Path(fname).stem, ED_Frame=f_ed, ES_Frame=f_es, EDV_px=edv, ESV_px=esv,
                          EF_tracing=ef_from_volumes(edv, esv)))
     return pd.DataFrame(rows)
 
-# %% ../nbs/02_data.ipynb #58aa1e5b
+# %% ../nbs/02_data.ipynb #44afca73
 NATIVE_SIZE = 112
 
 def _open_video(path):
@@ -128,7 +137,7 @@ def video_info(path # a video file
     if not ok or frame is None or n <= 0: raise DataError(f"{path}: video has no frames")
     return dict(n_frames=n, fps=fps if fps > 0 else 50.0, height=frame.shape[0], width=frame.shape[1], codec=fourcc)
 
-# %% ../nbs/02_data.ipynb #f2adc709
+# %% ../nbs/02_data.ipynb #722e490a
 def _to_rgb(frame, path, size):
     if frame.ndim == 2: frame = np.repeat(frame[..., None], 3, axis=2)
     elif frame.shape[2] == 1: frame = np.repeat(frame, 3, axis=2)
@@ -139,7 +148,7 @@ def _to_rgb(frame, path, size):
 
 def read_frames(path, # a video file
                 idxs, # frame indices wanted (any order, repeats allowed)
-                size:Optional[int]=NATIVE_SIZE, # resize frames of another size to `size`×`size` (with a warning); None keeps them
+                size:Optional[int]=NATIVE_SIZE, # resize frames of another size to `size`×`size`; None keeps them
                 n_frames:Optional[int]=None # the video's frame count, if known (saves a probe)
                )->np.ndarray: # uint8 (len(idxs), H, W, 3) RGB
     "Decode the frames `idxs` of the video at `path`, reading no further than the last one"
@@ -163,13 +172,14 @@ def read_frames(path, # a video file
             if first_shape is None:
                 first_shape = frame.shape
                 if size is not None and frame.shape[:2] != (size, size):
-                    warnings.warn(f"{path}: frames are {frame.shape[1]}×{frame.shape[0]}, not {size}×{size}; resizing")
+                    warnings.warn(f"{path}: frames are {frame.shape[1]}×{frame.shape[0]}, "
+                                  f"not {size}×{size}; resizing")
             got[i] = _to_rgb(frame, path, size)
     finally: cap.release()
     if not got: raise DataError(f"{path}: no frames requested")
     return np.stack([got[i] for i in idxs])
 
-# %% ../nbs/02_data.ipynb #9dbd5547
+# %% ../nbs/02_data.ipynb #0ff6075f
 def read_video(path, # a video file
                size:Optional[int]=NATIVE_SIZE, # resize frames of another size to `size`×`size`; None keeps them
                max_frames:Optional[int]=None # read at most this many frames
@@ -179,7 +189,7 @@ def read_video(path, # a video file
     n = info['n_frames'] if max_frames is None else min(info['n_frames'], max_frames)
     return read_frames(path, np.arange(n), size=size, n_frames=info['n_frames'])
 
-# %% ../nbs/02_data.ipynb #bd88078d
+# %% ../nbs/02_data.ipynb #a2713142
 def video_period(fps:float, # the video's frame rate
                  period:int=4, # frames between clip frames at `ref_fps`
                  ref_fps:Optional[float]=50.0 # the frame rate `period` is meant for; None keeps `period` fixed
@@ -188,11 +198,12 @@ def video_period(fps:float, # the video's frame rate
     if ref_fps is None or not fps or not np.isfinite(fps) or fps <= 0: return period
     return max(1, int(round(period * fps / ref_fps)))
 
-# %% ../nbs/02_data.ipynb #1888fb0b
+# %% ../nbs/02_data.ipynb #96d2d81b
 def clip_span(clip_len:int, period:int)->int:
     "Frames from the first to the last frame of a clip, inclusive"
     return (clip_len-1)*period + 1
 
+# %% ../nbs/02_data.ipynb #36de66e0
 def clip_starts(n_frames:int, # frames in the video
                 clip_len:int=16, # frames per clip
                 period:int=4, # frame step
@@ -201,15 +212,17 @@ def clip_starts(n_frames:int, # frames in the video
     "Start frames of the evaluation clips of a video of `n_frames`"
     last = max(0, n_frames - clip_span(clip_len, period))
     if n_clips == 'all': return np.arange(last+1)
-    if not isinstance(n_clips, (int, np.integer)) or n_clips < 1: raise ValueError(f"n_clips must be a positive int or 'all', got {n_clips!r}")
+    if not isinstance(n_clips, (int, np.integer)) or n_clips < 1:
+        raise ValueError(f"n_clips must be a positive int or 'all', got {n_clips!r}")
     if n_clips == 1: return np.array([last//2])
     return np.round(np.linspace(0, last, n_clips)).astype(int)
 
+# %% ../nbs/02_data.ipynb #4fb60190
 def clip_indices(start:int, clip_len:int=16, period:int=4)->np.ndarray:
     "Frame indices of the clip that starts at `start`"
     return start + period*np.arange(clip_len)
 
-# %% ../nbs/02_data.ipynb #a33f6b32
+# %% ../nbs/02_data.ipynb #49d67035
 def parse_clips(clips # 1, N, 'all', or the same as a string
                )->Union[int,str]:
     "Test-time clips per video: a positive whole number (evenly spaced) or 'all' (every start position)"
@@ -220,7 +233,7 @@ def parse_clips(clips # 1, N, 'all', or the same as a string
     elif isinstance(clips, (int, np.integer)) and not isinstance(clips, bool) and clips > 0: return int(clips)
     raise ConfigError(f"clips must be a positive whole number or 'all', got {clips!r}")
 
-# %% ../nbs/02_data.ipynb #e69cdfe0
+# %% ../nbs/02_data.ipynb #4d311733
 def sample_clip(path, # a video file
                 n_frames:int, # frames in the video
                 start:int, # first frame of the clip
@@ -235,7 +248,7 @@ def sample_clip(path, # a video file
         frames = np.concatenate([frames, np.zeros((int((~mask).sum()),) + frames.shape[1:], frames.dtype)])
     return frames, mask
 
-# %% ../nbs/02_data.ipynb #ae2e4980
+# %% ../nbs/02_data.ipynb #34507000
 class ClipTransform:
     "uint8 clip (T,H,W,3) -> normalised float32 tensor (T,3,size,size), with optional training augmentation"
     def __init__(self, size:int=224, # output size (the model's image_size)
@@ -248,28 +261,33 @@ class ClipTransform:
         self._mean = torch.tensor(mean, dtype=torch.float32).view(1,3,1,1)
         self._std = torch.tensor(std, dtype=torch.float32).view(1,3,1,1)
 
-    def __call__(self, frames:np.ndarray, mask=None, rng:Optional[np.random.Generator]=None)->torch.Tensor:
-        x = torch.from_numpy(np.ascontiguousarray(frames)).permute(0,3,1,2).float().div_(255)  # T,3,H,W in 0–1
-        if self.train: x = self.augment(x, rng or np.random.default_rng())
-        if x.shape[-1] != self.size or x.shape[-2] != self.size:
-            x = F.interpolate(x, size=(self.size, self.size), mode='bilinear', align_corners=False, antialias=False)
-        x = (x - self._mean) / self._std
-        if mask is not None and not np.all(mask): x[torch.from_numpy(~np.asarray(mask))] = 0
-        return x
+# %% ../nbs/02_data.ipynb #b20d8f40
+@patch_to(ClipTransform)
+def __call__(self, frames:np.ndarray, mask=None, rng:Optional[np.random.Generator]=None)->torch.Tensor:
+    "Normalise `frames` (augmented when `train`), setting the frames that `mask` marks as padding to zero"
+    x = torch.from_numpy(np.ascontiguousarray(frames)).permute(0,3,1,2).float().div_(255)  # T,3,H,W in 0–1
+    if self.train: x = self.augment(x, rng or np.random.default_rng())
+    if x.shape[-1] != self.size or x.shape[-2] != self.size:
+        x = F.interpolate(x, size=(self.size, self.size), mode='bilinear', align_corners=False, antialias=False)
+    x = (x - self._mean) / self._std
+    if mask is not None and not np.all(mask): x[torch.from_numpy(~np.asarray(mask))] = 0
+    return x
 
-    def augment(self, x:torch.Tensor, rng:np.random.Generator)->torch.Tensor:
-        "Pad-and-random-crop (same window for all frames) and brightness/contrast jitter"
-        if self.pad > 0:
-            h, w = x.shape[-2:]
-            x = F.pad(x, (self.pad,)*4)
-            i, j = rng.integers(0, 2*self.pad+1, size=2)
-            x = x[..., i:i+h, j:j+w]
-        if self.jitter > 0:
-            c, b = 1 + rng.uniform(-self.jitter, self.jitter), rng.uniform(-self.jitter, self.jitter)/2
-            x = ((x - 0.5)*c + 0.5 + b).clamp_(0, 1)
-        return x
+# %% ../nbs/02_data.ipynb #8e291f6f
+@patch_to(ClipTransform)
+def augment(self, x:torch.Tensor, rng:np.random.Generator)->torch.Tensor:
+    "Pad-and-random-crop (same window for all frames) and brightness/contrast jitter"
+    if self.pad > 0:
+        h, w = x.shape[-2:]
+        x = F.pad(x, (self.pad,)*4)
+        i, j = rng.integers(0, 2*self.pad+1, size=2)
+        x = x[..., i:i+h, j:j+w]
+    if self.jitter > 0:
+        c, b = 1 + rng.uniform(-self.jitter, self.jitter), rng.uniform(-self.jitter, self.jitter)/2
+        x = ((x - 0.5)*c + 0.5 + b).clamp_(0, 1)
+    return x
 
-# %% ../nbs/02_data.ipynb #e6f842d7
+# %% ../nbs/02_data.ipynb #94b50618
 def _probe(root, fnames, strict):
     infos, skipped = {}, []
     for f in fnames:
@@ -281,7 +299,7 @@ def _probe(root, fnames, strict):
         warnings.warn(f"skipped {len(skipped)} unreadable video(s), e.g. {skipped[0][1]}")
     return infos, skipped
 
-# %% ../nbs/02_data.ipynb #10a723c0
+# %% ../nbs/02_data.ipynb #ad52428a
 class EchoDataset(Dataset):
     "EchoNet-Dynamic clips of one split, read with OpenCV"
     def __init__(self, root, # EchoNet-Dynamic folder
@@ -300,16 +318,18 @@ class EchoDataset(Dataset):
         infos, self.skipped = _probe(root, df.FileName, cfg.strict)
         self.df = df[df.FileName.isin(infos)].reset_index(drop=True)
         self.infos = [infos[f] for f in self.df.FileName]
-        self.tfm = ClipTransform(cfg.size, cfg.mean, cfg.std, train=train and cfg.augment, pad=cfg.pad, jitter=cfg.jitter)
+        self.tfm = ClipTransform(cfg.size, cfg.mean, cfg.std, train=train and cfg.augment, pad=cfg.pad,
+                                 jitter=cfg.jitter)
 
     def __len__(self): return len(self.df)
 
-# %% ../nbs/02_data.ipynb #42968445
+# %% ../nbs/02_data.ipynb #bb34b1ae
 @patch_to(EchoDataset)
 def period(self, i:int)->int:
     "The frame step for item `i`, following its FPS"
     return video_period(self.infos[i]['fps'], self.cfg.period, self.cfg.ref_fps)
 
+# %% ../nbs/02_data.ipynb #801658ed
 @patch_to(EchoDataset)
 def starts(self, i:int, rng=None)->np.ndarray:
     "Clip start frames of item `i`"
@@ -317,8 +337,10 @@ def starts(self, i:int, rng=None)->np.ndarray:
     if self.train: return np.array([rng.integers(0, max(0, n - clip_span(self.cfg.clip_len, p)) + 1)])
     return clip_starts(n, self.cfg.clip_len, p, self.n_clips)
 
+# %% ../nbs/02_data.ipynb #961318a1
 @patch_to(EchoDataset)
 def __getitem__(self, i:int)->dict:
+    "Item `i`: its clip(s) as `pixel_values`, its EF as `labels`, and its `filename`; None if it cannot be read"
     rng = np.random.default_rng([self.seed, self.epoch, i])
     path, n, p = self.root/'Videos'/f'{self.df.FileName[i]}.avi', self.infos[i]['n_frames'], self.period(i)
     try: clips = [self.tfm(*sample_clip(path, n, s, self.cfg.clip_len, p), rng=rng) for s in self.starts(i, rng)]
@@ -328,7 +350,7 @@ def __getitem__(self, i:int)->dict:
     x = clips[0] if (self.train or self.n_clips == 1) else torch.stack(clips)
     return dict(pixel_values=x, labels=torch.tensor(self.df.EF[i], dtype=torch.float32), filename=self.df.FileName[i])
 
-# %% ../nbs/02_data.ipynb #df0277a6
+# %% ../nbs/02_data.ipynb #af1cb34b
 class EpochSampler(torch.utils.data.Sampler):
     "Seeded per-epoch order that can resume mid-epoch and shard across processes"
     def __init__(self, n:int, # dataset length
@@ -342,31 +364,37 @@ class EpochSampler(torch.utils.data.Sampler):
         "Use the order of `epoch`, skipping its first `start` items (of this shard)"
         self.epoch, self.start = epoch, start
 
-    def _order(self):
-        idx = np.random.default_rng([self.seed, self.epoch]).permutation(self.n) if self.shuffle else np.arange(self.n)
-        per = self.n // self.world_size if self.drop_last else math.ceil(self.n / self.world_size)
-        if not self.drop_last: idx = np.resize(idx, per*self.world_size)
-        return idx[self.rank::self.world_size][:per]
+# %% ../nbs/02_data.ipynb #f284e717
+@patch_to(EpochSampler)
+def _order(self):
+    idx = np.random.default_rng([self.seed, self.epoch]).permutation(self.n) if self.shuffle else np.arange(self.n)
+    per = self.n // self.world_size if self.drop_last else math.ceil(self.n / self.world_size)
+    if not self.drop_last: idx = np.resize(idx, per*self.world_size)
+    return idx[self.rank::self.world_size][:per]
 
-    def __iter__(self): return iter(self._order()[self.start:].tolist())
-    def __len__(self): return len(self._order()) - self.start
+@patch_to(EpochSampler)
+def __iter__(self): return iter(self._order()[self.start:].tolist())
 
-# %% ../nbs/02_data.ipynb #6f8b657e
+@patch_to(EpochSampler)
+def __len__(self): return len(self._order()) - self.start
+
+# %% ../nbs/02_data.ipynb #b8879e6e
 def collate(items):
     "Default collation, dropping items that failed to read (`None`)"
     items = [o for o in items if o is not None]
     if not items: return None
     return torch.utils.data.default_collate(items)
 
-# %% ../nbs/02_data.ipynb #215a782c
-def split_data(cfg:DataConfig, split:str, seed:int=0, rank:int=0, world_size:int=1)->tuple: # (EchoDataset, EpochSampler)
+# %% ../nbs/02_data.ipynb #6bd1ad7c
+def split_data(cfg:DataConfig, split:str, seed:int=0, rank:int=0, world_size:int=1
+              )->tuple: # (EchoDataset, EpochSampler)
     "The dataset of `split` and its sampler (shuffled and dropping the tail for TRAIN); an empty split is an error"
     ds = EchoDataset(cfg.root, split, cfg, seed=seed)
     if len(ds) == 0: raise DataError(f"{Path(cfg.root)/'FileList.csv'}: no usable {split} videos")
     train = split == 'TRAIN'
     return ds, EpochSampler(len(ds), shuffle=train, seed=seed, rank=rank, world_size=world_size, drop_last=train)
 
-# %% ../nbs/02_data.ipynb #34853cc4
+# %% ../nbs/02_data.ipynb #ed2c2979
 def split_loaders(cfg:DataConfig, # data settings
                   make, # `make(ds, sampler, batch_size, train)` -> a loader
                   splits=('TRAIN','VAL'), # splits to build
@@ -381,7 +409,7 @@ def split_loaders(cfg:DataConfig, # data settings
         dls[split] = make(ds, sampler, cfg.batch_size if train else (eval_batch_size or cfg.batch_size), train)
     return dls
 
-# %% ../nbs/02_data.ipynb #9b293c08
+# %% ../nbs/02_data.ipynb #973230b0
 def get_dataloaders(cfg:DataConfig, # data settings (root, sizes, batch size, workers)
                     splits=('TRAIN','VAL'), # splits to build
                     seed:int=0, # seed for shuffling and augmentation
