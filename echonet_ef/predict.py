@@ -4,14 +4,15 @@
 
 # %% auto #0
 __all__ = ['MAX_MB', 'MAX_FRAMES', 'TIMEOUT', 'WORK_SIZE', 'MIN_FRAMES', 'MIN_SECONDS', 'COLOUR_SPREAD', 'HEADER_MAX',
-           'MAX_COLOUR_PICTURE', 'MIN_MOVING', 'DEFAULT_REF_STATS', 'MIN_MOTION', 'MAX_COLOUR', 'MAX_SAMPLES',
-           'MAX_BATCH', 'check_pixels', 'check_duration', 'is_dicom', 'work_shape', 'read_cv2_video', 'dicom_fps',
-           'dicom_region', 'dicom_header', 'open_dicom', 'read_dicom_video', 'temporal_maps', 'find_sector',
-           'sector_box', 'to_echonet', 'load_clinical_video', 'clip_stats', 'reference_stats', 'store_reference_stats',
-           'ood_reasons', 'model_settings', 'video_clips', 'frame_attention', 'check_predictor', 'load_predictor',
-           'check_predict_args', 'predict_frames', 'predict_video', 'json_safe', 'format_result', 'echonet_ef_predict']
+           'BLACK_LEVEL', 'MAX_COLOUR_PICTURE', 'MIN_MOVING', 'DEFAULT_REF_STATS', 'MIN_MOTION', 'MAX_COLOUR',
+           'MAX_SAMPLES', 'MAX_BATCH', 'check_pixels', 'check_duration', 'is_dicom', 'work_shape', 'read_cv2_video',
+           'dicom_fps', 'dicom_region', 'dicom_header', 'open_dicom', 'read_dicom_video', 'temporal_maps',
+           'find_sector', 'sector_box', 'to_echonet', 'load_clinical_video', 'video_stats', 'reference_stats',
+           'store_reference_stats', 'ood_reasons', 'video_clips', 'frame_attention', 'check_predictor',
+           'load_inference_model', 'check_predict_args', 'predict_frames', 'predict_video', 'json_safe',
+           'format_result', 'format_json', 'echonet_ef_predict']
 
-# %% ../nbs/08_predict.ipynb #d60b0d82
+# %% ../nbs/08_predict.ipynb #0687ba9d
 import sys, io, time, json, math, zlib, copy, warnings, traceback, contextlib
 from pathlib import Path
 from typing import Optional, Union
@@ -25,19 +26,19 @@ from pydicom.pixels import iter_pixels
 from pydicom.uid import DeflatedExplicitVRLittleEndian, ExplicitVRLittleEndian
 from fastcore.script import call_parse, Param, store_true
 from .core import *
-from .data import NATIVE_SIZE, video_info, video_period, clip_span, clip_starts, clip_indices, ClipTransform
-from .model import EchoNetRegressor, load_model, read_model_config, predict_with_uncertainty, frame_weights
-from .train import find_model
+from .data import (NATIVE_SIZE, video_info, video_period, clip_span, clip_starts, clip_indices, parse_clips,
+                             ClipTransform)
+from .model import (EchoNetRegressor, load_model, read_model_config, find_model, model_data_config,
+                              predict_with_uncertainty, frame_weights)
 
-# %% ../nbs/08_predict.ipynb #3ece0688
+# %% ../nbs/08_predict.ipynb #8f08cb0b
 MAX_MB = 1024         # default limit on the file size and on its uncompressed pixel data (MB)
 MAX_FRAMES = 10_000   # default limit on the number of frames
 TIMEOUT = 120.0       # default limit on the decoding time (seconds)
 WORK_SIZE = 320       # frames are downscaled as they are read, to at most this many pixels on the long side
 MIN_FRAMES, MIN_SECONDS = 8, 0.5   # a shorter video cannot hold one heartbeat
 
-def _mb(n:float)->str: return f"{n/2**20:,.1f} MB"
-
+# %% ../nbs/08_predict.ipynb #eb92c40c
 def _check_file(path, max_mb:float=MAX_MB)->Path:
     "Raise a `DataError` unless `path` is a non-empty file of at most `max_mb` MB"
     path = Path(path)
@@ -45,18 +46,25 @@ def _check_file(path, max_mb:float=MAX_MB)->Path:
     if path.is_dir(): raise DataError(f"{path}: is a folder, not a video")
     size = path.stat().st_size
     if size == 0: raise DataError(f"{path}: empty file (0 bytes)")
-    if size > max_mb*2**20: raise DataError(f"{path}: file is {size/2**20:.0f} MB, over the {max_mb:g} MB limit (max_mb)")
+    if size > max_mb*2**20:
+        raise DataError(f"{path}: file is {size/2**20:.0f} MB, over the {max_mb:g} MB limit (max_mb)")
     return path
+
+# %% ../nbs/08_predict.ipynb #535e47ba
+def _mb(n:float)->str: return f"{n/2**20:,.1f} MB"
 
 def check_pixels(path, n_frames:int, rows:int, cols:int, # the video's declared frames and their size
                  channels:int=3, bytes_per:int=1, # samples per pixel, bytes per sample
-                 max_mb:float=MAX_MB)->int: # the uncompressed size in bytes
+                 max_mb:float=MAX_MB # limit on the uncompressed size (MB)
+                )->int: # the uncompressed size in bytes
     "Raise a `DataError` if the uncompressed pixel data of a video exceeds `max_mb` MB"
     size = n_frames*rows*cols*channels*bytes_per
     if size > max_mb*2**20:
-        raise DataError(f"{path}: {n_frames} frames of {cols}×{rows}×{channels} are {_mb(size)} uncompressed, over the {max_mb:g} MB limit (max_mb)")
+        raise DataError(f"{path}: {n_frames} frames of {cols}×{rows}×{channels} are {_mb(size)} uncompressed, "
+                        f"over the {max_mb:g} MB limit (max_mb)")
     return size
 
+# %% ../nbs/08_predict.ipynb #3639cc29
 def check_duration(path, n_frames:int, fps:float):
     "Raise a `DataError` if `n_frames` frames at `fps` are too short to hold one heartbeat"
     secs = n_frames/fps if fps > 0 else 0.0
@@ -64,42 +72,50 @@ def check_duration(path, n_frames:int, fps:float):
         raise DataError(f"{path}: too short to hold a heartbeat: {n_frames} frames, {secs:.2f} s at {fps:g} fps "
                         f"(at least {MIN_FRAMES} frames and {MIN_SECONDS:g} s are needed)")
 
+# %% ../nbs/08_predict.ipynb #db23533f
 def is_dicom(path)->bool:
     "Whether `path` is a DICOM file (the 'DICM' preamble, or a .dcm/.dicom name)"
     with open(path, 'rb') as f: head = f.read(132)
     return head[128:132] == b'DICM' or Path(path).suffix.lower() in ('.dcm', '.dicom')
 
-# %% ../nbs/08_predict.ipynb #981f8a98
-COLOUR_SPREAD = 40    # a pixel whose colour channels differ by more than this is coloured
-
-def work_shape(h:int, w:int, work:int=WORK_SIZE)->tuple:
+# %% ../nbs/08_predict.ipynb #09f9af05
+def work_shape(h:int, w:int, # a frame's height and width
+               work:int=WORK_SIZE # the most pixels on the long side
+              )->tuple: # (height, width)
     "(height, width) of an `h`×`w` frame downscaled so that its long side is at most `work`"
     s = min(1.0, work/max(h, w))
     return max(1, round(h*s)), max(1, round(w*s))
+
+# %% ../nbs/08_predict.ipynb #ae2f3a37
+COLOUR_SPREAD = 40    # a pixel whose colour channels differ by more than this is coloured
 
 def _spread(f:np.ndarray)->np.ndarray:
     "Per pixel, the largest minus the smallest of the three channels of `f` (H, W, 3)"
     r, g, b = cv2.split(f)
     return cv2.subtract(cv2.max(cv2.max(r, g), b), cv2.min(cv2.min(r, g), b))
 
+# %% ../nbs/08_predict.ipynb #4472ea1e
 def _collect(frames, # iterator of uint8 frames, (H, W, 3) RGB or (H, W) grey
              path, max_frames:int=MAX_FRAMES, timeout:float=TIMEOUT, max_mb:float=MAX_MB,
              n_hint:int=0, # the frame count the header declares (sizes the array; 0 if unknown)
              work:int=WORK_SIZE # long side of the kept frames (px)
-            )->dict: # frames, chroma (max channel spread), colour (fraction of the picture coloured), scale, source_size
+            )->dict: # frames, chroma (max channel spread), colour (coloured fraction), scale, source_size
     "Gather `frames` under the frame, time and size limits, downscaling each to the working size as it is read"
     deadline, nbytes, n, buf = time.monotonic() + timeout, 0, 0, None
     for i, f in enumerate(frames):
         if i >= max_frames: raise DataError(f"{path}: more than {max_frames} frames (limit max_frames)")
-        if time.monotonic() >= deadline: raise DataError(f"{path}: decoding stopped after {timeout:g} s (limit timeout) at frame {i}")
+        if time.monotonic() >= deadline:
+            raise DataError(f"{path}: decoding stopped after {timeout:g} s (limit timeout) at frame {i}")
         nbytes += f.nbytes
-        if nbytes > max_mb*2**20: raise DataError(f"{path}: decoded frames exceed the {max_mb:g} MB limit (max_mb) at frame {i}")
+        if nbytes > max_mb*2**20:
+            raise DataError(f"{path}: decoded frames exceed the {max_mb:g} MB limit (max_mb) at frame {i}")
         if buf is None:
             src, native = f.shape[:2], f.shape[:2] == (NATIVE_SIZE, NATIVE_SIZE)
             shape = (NATIVE_SIZE, NATIVE_SIZE, 3) if native else work_shape(*src, work)
             buf = np.empty((max(1, min(n_hint, max_frames)),) + shape, np.uint8)
             chroma = np.zeros(shape[:2], np.uint8)
-        if f.shape[:2] != src: raise DataError(f"{path}: frame {i} is {f.shape[1]}×{f.shape[0]}, not {src[1]}×{src[0]} like the first")
+        if f.shape[:2] != src:
+            raise DataError(f"{path}: frame {i} is {f.shape[1]}×{f.shape[0]}, not {src[1]}×{src[0]} like the first")
         if f.shape[:2] != shape[:2]: f = cv2.resize(f, shape[1::-1], interpolation=cv2.INTER_AREA)
         if f.ndim == 3: np.maximum(chroma, _spread(f), out=chroma)
         if n == len(buf): buf = np.concatenate([buf, np.empty_like(buf)])   # more frames than declared
@@ -108,9 +124,10 @@ def _collect(frames, # iterator of uint8 frames, (H, W, 3) RGB or (H, W) grey
         n += 1
     if not n: raise DataError(f"{path}: no frames could be decoded")
     return dict(frames=buf[:n] if n == len(buf) or n > len(buf)//2 else buf[:n].copy(), chroma=chroma,
-                colour=float((chroma > COLOUR_SPREAD).mean()), scale=(shape[0]/src[0], shape[1]/src[1]), source_size=list(src))
+                colour=float((chroma > COLOUR_SPREAD).mean()), scale=(shape[0]/src[0], shape[1]/src[1]),
+                source_size=list(src))
 
-# %% ../nbs/08_predict.ipynb #e7806202
+# %% ../nbs/08_predict.ipynb #2a799db3
 def _cv2_frames(path):
     "RGB frames of the video at `path`, decoded one by one"
     cap = cv2.VideoCapture(str(path))
@@ -121,23 +138,20 @@ def _cv2_frames(path):
             yield cv2.cvtColor(f, cv2.COLOR_BGR2RGB) if f.ndim == 3 else f
     finally: cap.release()
 
+# %% ../nbs/08_predict.ipynb #416b2fef
 def read_cv2_video(path, max_frames:int=MAX_FRAMES, timeout:float=TIMEOUT, max_mb:float=MAX_MB
                   )->dict: # `_collect`'s dict with fps, notes, region (None) and format
     "Frames at the working size, colour maps, FPS and notes of a video OpenCV reads, under the limits"
     info = video_info(path)
-    if info['n_frames'] > max_frames: raise DataError(f"{path}: {info['n_frames']} frames, more than the limit of {max_frames} (max_frames)")
+    if info['n_frames'] > max_frames:
+        raise DataError(f"{path}: {info['n_frames']} frames, more than the limit of {max_frames} (max_frames)")
     check_pixels(path, info['n_frames'], info['height'], info['width'], 3, 1, max_mb)
     v = _collect(_cv2_frames(path), path, max_frames, timeout, max_mb, n_hint=info['n_frames'])
     n = len(v['frames'])
     return dict(v, fps=info['fps'], region=None, format='video',
                 notes=[f"decoded {n} of {info['n_frames']} frames"] if n < info['n_frames'] else [])
 
-# %% ../nbs/08_predict.ipynb #9a3d020f
-_PHOTOMETRIC = ('MONOCHROME1', 'MONOCHROME2', 'RGB', 'YBR_FULL', 'YBR_FULL_422', 'YBR_ICT', 'YBR_RCT', 'YBR_PARTIAL_420')
-HEADER_MAX = 16*2**20   # the most a DICOM header (everything before the pixel data) may take, in bytes
-
-def _first_line(e:Exception)->str: return (str(e).strip().splitlines() or [type(e).__name__])[0]
-
+# %% ../nbs/08_predict.ipynb #e6078046
 def _read_header(fp)->tuple: # (dataset up to the pixel data, offset of the pixel data element or None)
     "Read the DICOM file-like `fp` up to, not including, its pixel data"
     ds = pydicom.dcmread(fp, stop_before_pixels=True)
@@ -146,6 +160,7 @@ def _read_header(fp)->tuple: # (dataset up to the pixel data, offset of the pixe
     pos = fp.tell()
     return ds, (pos if fp.read(4) == tag else None)
 
+# %% ../nbs/08_predict.ipynb #2dcd01a3
 class _Inflater:
     "A raw deflate stream from the open file `f`, inflated a bounded amount at a time"
     def __init__(self, f): self.f, self.z = f, zlib.decompressobj(-zlib.MAX_WBITS)
@@ -158,6 +173,9 @@ class _Inflater:
             out.append(got); n -= len(got)
             if not data: break
         return b''.join(out)
+
+# %% ../nbs/08_predict.ipynb #164809ba
+HEADER_MAX = 16*2**20   # the most a DICOM header (everything before the pixel data) may take, in bytes
 
 def _inflate_header(f, meta)->tuple: # (header dataset, pixel data offset or None, buffer, inflater)
     "Inflate the deflated dataset in `f` (after the file meta `meta`) just far enough to read its header"
@@ -178,6 +196,7 @@ def _inflate_header(f, meta)->tuple: # (header dataset, pixel data offset or Non
         if buf.getbuffer().nbytes > HEADER_MAX: raise DataError(f"DICOM header larger than {_mb(HEADER_MAX)}")
         want = buf.getbuffer().nbytes
 
+# %% ../nbs/08_predict.ipynb #e7aeae81
 def _inflate_rest(buf, inf, cap:int):
     "Inflate the rest of the stream into `buf`, refusing to grow it past `cap` bytes"
     buf.seek(0, 2)
@@ -186,7 +205,7 @@ def _inflate_rest(buf, inf, cap:int):
         if buf.tell() > cap: raise DataError(f"deflated DICOM inflates to more than its header declares")
     buf.seek(0)
 
-# %% ../nbs/08_predict.ipynb #6350e1fa
+# %% ../nbs/08_predict.ipynb #8b4ef6f9
 def dicom_fps(ds)->tuple: # (fps, where it came from)
     "The frame rate of the cine loop `ds`, from its timing metadata"
     def _num(v):
@@ -204,52 +223,64 @@ def dicom_fps(ds)->tuple: # (fps, where it came from)
         if r: return r, k
     return 50.0, 'default (no frame timing in the DICOM)'
 
-# %% ../nbs/08_predict.ipynb #6649e657
+# %% ../nbs/08_predict.ipynb #07d1df7d
+_REGION_KEYS = ('RegionLocationMinX0', 'RegionLocationMinY0', 'RegionLocationMaxX1', 'RegionLocationMaxY1')
+
 def dicom_region(ds, # the DICOM dataset
                  shape:tuple # (rows, columns) of its frames
                 )->tuple: # ((x0, y0, x1, y1) with exclusive ends, or None; a note or None)
     "The ultrasound image box from `SequenceOfUltrasoundRegions`, if present and consistent with the image size"
-    regs = [r for r in ds.get('SequenceOfUltrasoundRegions', []) if all(k in r for k in ('RegionLocationMinX0', 'RegionLocationMinY0', 'RegionLocationMaxX1', 'RegionLocationMaxY1'))]
+    regs = [r for r in ds.get('SequenceOfUltrasoundRegions', []) if all(k in r for k in _REGION_KEYS)]
     if not regs: return None, None
     regs = [r for r in regs if r.get('RegionSpatialFormat', 1) == 1] or regs
-    boxes = [tuple(int(getattr(r, k)) for k in ('RegionLocationMinX0', 'RegionLocationMinY0', 'RegionLocationMaxX1', 'RegionLocationMaxY1')) for r in regs]
+    boxes = [tuple(int(getattr(r, k)) for k in _REGION_KEYS) for r in regs]
     x0, y0, x1, y1 = max(boxes, key=lambda b: (b[2]-b[0])*(b[3]-b[1]))
     h, w = shape
     if not (0 <= x0 < x1 < w and 0 <= y0 < y1 < h) or min(x1-x0, y1-y0) < 16:
-        return None, f"ultrasound region ({x0}, {y0}, {x1}, {y1}) does not fit the {w}×{h} image; sector detected from the frames instead"
+        return None, (f"ultrasound region ({x0}, {y0}, {x1}, {y1}) does not fit the {w}×{h} image; "
+                      "sector detected from the frames instead")
     return (x0, y0, x1+1, y1+1), None
 
-# %% ../nbs/08_predict.ipynb #1f89d2a5
+# %% ../nbs/08_predict.ipynb #76d83017
+_PHOTOMETRIC = ('MONOCHROME1', 'MONOCHROME2', 'RGB', 'YBR_FULL', 'YBR_FULL_422', 'YBR_ICT', 'YBR_RCT',
+                'YBR_PARTIAL_420')
+
 def dicom_header(ds, # the DICOM dataset, read up to its pixel data
                  has_pixels:bool, path, max_frames:int=MAX_FRAMES, max_mb:float=MAX_MB
-                )->dict: # n_frames, rows, cols, samples, bits, bits_stored, photometric, fps, fps_src, region, region_note, nbytes
+                )->dict: # n_frames, rows, cols, samples, bits, bits_stored, photometric, fps, fps_src, region, ...
     "The checked header values of a DICOM cine loop"
     if not has_pixels: raise DataError(f"{path}: DICOM has no pixel data (not an image)")
     def _int(k, default=None):
         v = ds.get(k, default)
         if v is None: raise DataError(f"{path}: malformed DICOM header: no {k}")
         try: return int(v) if v != '' else default
-        except (TypeError, ValueError, OverflowError): raise DataError(f"{path}: malformed DICOM header: {k} {str(v)!r} is not a whole number") from None
+        except (TypeError, ValueError, OverflowError):
+            raise DataError(f"{path}: malformed DICOM header: {k} {str(v)!r} is not a whole number") from None
     try:
-        h = dict(n_frames=_int('NumberOfFrames', 1), rows=_int('Rows'), cols=_int('Columns'), samples=_int('SamplesPerPixel', 1),
-                 bits=_int('BitsAllocated', 8), photometric=str(ds.get('PhotometricInterpretation', '')),
+        h = dict(n_frames=_int('NumberOfFrames', 1), rows=_int('Rows'), cols=_int('Columns'),
+                 samples=_int('SamplesPerPixel', 1), bits=_int('BitsAllocated', 8),
+                 photometric=str(ds.get('PhotometricInterpretation', '')),
                  modality=str(ds.get('Modality', '') or '').strip().upper())
         h['bits_stored'] = _int('BitsStored', h['bits'])
         h['fps'], h['fps_src'] = dicom_fps(ds)
         h['region'], h['region_note'] = dicom_region(ds, (h['rows'], h['cols']))
     except EchoNetError: raise
     except (ValueError, TypeError, AttributeError, KeyError, OverflowError) as e:
-        raise DataError(f"{path}: malformed DICOM header ({_first_line(e)})") from None
-    if min(h['rows'], h['cols'], h['samples'], h['bits']) < 1: raise DataError(f"{path}: malformed DICOM header (image of {h['cols']}×{h['rows']}×{h['samples']})")
-    if h['modality'] and h['modality'] != 'US': raise DataError(f"{path}: DICOM modality is {h['modality']!r}, not ultrasound ('US')")
+        raise DataError(f"{path}: malformed DICOM header ({first_line(e)})") from None
+    if min(h['rows'], h['cols'], h['samples'], h['bits']) < 1:
+        raise DataError(f"{path}: malformed DICOM header (image of {h['cols']}×{h['rows']}×{h['samples']})")
+    if h['modality'] and h['modality'] != 'US':
+        raise DataError(f"{path}: DICOM modality is {h['modality']!r}, not ultrasound ('US')")
     n = h['n_frames']
     if n < 2: raise DataError(f"{path}: single-frame DICOM (a still image); EF needs a cine loop of several frames")
     if n > max_frames: raise DataError(f"{path}: {n} frames, more than the limit of {max_frames} (max_frames)")
     check_duration(path, n, h['fps'])
     h['nbytes'] = check_pixels(path, n, h['rows'], h['cols'], h['samples'], (h['bits']+7)//8, max_mb)
-    if h['photometric'] not in _PHOTOMETRIC: raise DataError(f"{path}: unsupported photometric interpretation {h['photometric']!r}")
+    if h['photometric'] not in _PHOTOMETRIC:
+        raise DataError(f"{path}: unsupported photometric interpretation {h['photometric']!r}")
     return h
 
+# %% ../nbs/08_predict.ipynb #65bc2238
 def open_dicom(path, max_frames:int=MAX_FRAMES, max_mb:float=MAX_MB
               )->tuple: # (checked header values, what `iter_pixels` reads the frames from)
     "Read and check the header of the DICOM file at `path`, before any pixel data is decoded or inflated"
@@ -266,9 +297,9 @@ def open_dicom(path, max_frames:int=MAX_FRAMES, max_mb:float=MAX_MB
             return h, buf
     except InvalidDicomError: raise DataError(f"{path}: not a DICOM file (no DICM preamble)") from None
     except EchoNetError as e: raise DataError(str(e) if str(e).startswith(str(path)) else f"{path}: {e}") from None
-    except Exception as e: raise DataError(f"{path}: unreadable DICOM ({_first_line(e)})") from None
+    except Exception as e: raise DataError(f"{path}: unreadable DICOM ({first_line(e)})") from None
 
-# %% ../nbs/08_predict.ipynb #37f73d61
+# %% ../nbs/08_predict.ipynb #84bc267e
 def _dicom_frames(src, h:dict):
     "uint8 frames of the DICOM `src` with header values `h`: (H, W) grey or (H, W, 3) RGB"
     bits, pi = h['bits_stored'], h['photometric']
@@ -279,17 +310,20 @@ def _dicom_frames(src, h:dict):
             a = cv2.cvtColor(np.ascontiguousarray(a[..., [0, 2, 1]]), cv2.COLOR_YCrCb2RGB)
         yield a
 
+# %% ../nbs/08_predict.ipynb #9b6031ad
 def read_dicom_video(path, max_frames:int=MAX_FRAMES, timeout:float=TIMEOUT, max_mb:float=MAX_MB
                     )->dict: # `_collect`'s dict with fps, notes, region (source pixels) and format
-    "Frames at the working size, colour maps, FPS, notes and ultrasound-region box of a DICOM cine loop, under the limits"
+    "Frames at the working size, colour maps, FPS, notes and ultrasound-region box of a DICOM cine, under the limits"
     h, src = open_dicom(path, max_frames, max_mb)
     try: v = _collect(_dicom_frames(src, h), path, max_frames, timeout, max_mb, n_hint=h['n_frames'])
     except EchoNetError: raise
-    except Exception as e: raise DataError(f"{path}: DICOM pixel data cannot be decoded ({_first_line(e)})") from None
-    notes = [n for n in (h['region_note'], None if h['fps_src'] != 'default (no frame timing in the DICOM)' else 'no frame timing in the DICOM: assumed 50 fps') if n]
+    except Exception as e: raise DataError(f"{path}: DICOM pixel data cannot be decoded ({first_line(e)})") from None
+    timing = (None if h['fps_src'] != 'default (no frame timing in the DICOM)'
+              else 'no frame timing in the DICOM: assumed 50 fps')
+    notes = [n for n in (h['region_note'], timing) if n]
     return dict(v, fps=h['fps'], notes=notes, region=h['region'], format='dicom')
 
-# %% ../nbs/08_predict.ipynb #269016d4
+# %% ../nbs/08_predict.ipynb #66803ab7
 def temporal_maps(frames:np.ndarray, # (T, H, W) grey or (T, H, W, 3) uint8 frames
                   n:int=64 # frames sampled, evenly spaced
                  )->tuple: # (standard deviation, maximum) over time, each (H, W) float32
@@ -304,6 +338,7 @@ def temporal_maps(frames:np.ndarray, # (T, H, W) grey or (T, H, W, 3) uint8 fram
     m = s/len(idx)
     return np.sqrt(np.maximum(s2/len(idx) - m*m, 0)).astype(np.float32), mx.astype(np.float32)
 
+# %% ../nbs/08_predict.ipynb #8bb7d320
 def _largest_region(binary:np.ndarray, min_frac:float=0.02)->Optional[np.ndarray]:
     "The largest 8-connected region of `binary`, if it covers at least `min_frac` of the picture"
     n, lab, stats, _ = cv2.connectedComponentsWithStats(binary.astype(np.uint8), connectivity=8)
@@ -317,7 +352,7 @@ def _hull(region:np.ndarray)->np.ndarray:
     cv2.fillConvexPoly(m, cv2.convexHull(cv2.findNonZero(region.astype(np.uint8))), 1)
     return m.astype(bool)
 
-# %% ../nbs/08_predict.ipynb #8fe0b09f
+# %% ../nbs/08_predict.ipynb #1df0d5e5
 def find_sector(grey:np.ndarray, # (T, H, W) uint8 frames
                 min_std:float=1.0, # a pixel "moves" if its standard deviation over time exceeds this
                 bright:int=20, # fallback for still loops: a pixel is image if its maximum exceeds this
@@ -326,17 +361,20 @@ def find_sector(grey:np.ndarray, # (T, H, W) uint8 frames
     "Mask of the ultrasound sector: the convex hull of the largest moving (or, if still, bright) region"
     std, mx = temporal_maps(grey)
     k = np.ones((max(3, min(grey.shape[1:3]) // 100 | 1),)*2, np.uint8)
-    region, how = _largest_region(cv2.morphologyEx((std > min_std).astype(np.uint8), cv2.MORPH_OPEN, k)), 'moving pixels'
+    region = _largest_region(cv2.morphologyEx((std > min_std).astype(np.uint8), cv2.MORPH_OPEN, k))
+    how = 'moving pixels'
     if region is None:
-        region, how = _largest_region(cv2.morphologyEx((mx > bright).astype(np.uint8), cv2.MORPH_OPEN, k)), 'bright pixels (no motion)'
+        region = _largest_region(cv2.morphologyEx((mx > bright).astype(np.uint8), cv2.MORPH_OPEN, k))
+        how = 'bright pixels (no motion)'
     if region is None: return None, 'no moving or bright region'
     mask = _hull(region)
-    if mask.mean() > max_fill: return None, f"the image fills {mask.mean():.0%} of the picture, with no dark background around a sector"
+    if mask.mean() > max_fill:
+        return None, f"the image fills {mask.mean():.0%} of the picture, with no dark background around a sector"
     ys, xs = np.nonzero(mask)
     if mask.sum() > 0.95*(np.ptp(xs)+1)*(np.ptp(ys)+1): return None, "the image is a rectangle, not a fan-shaped sector"
     return mask, how
 
-# %% ../nbs/08_predict.ipynb #13c0c452
+# %% ../nbs/08_predict.ipynb #63c94bf5
 def sector_box(mask:np.ndarray, # (H, W) bool sector mask
                mx:np.ndarray # (H, W) temporal maximum of the frames (`temporal_maps`)
               )->tuple: # (x0, y0, x1, y1), exclusive ends, in fractional pixels
@@ -349,7 +387,7 @@ def sector_box(mask:np.ndarray, # (H, W) bool sector mask
     return (x0 + 1 - cover(col, x0, min(x0+1, x1)), y0 + 1 - cover(row, y0, min(y0+1, y1)),
             x1 + cover(col, x1, max(x1-1, x0)), y1 + cover(row, y1, max(y1-1, y0)))
 
-# %% ../nbs/08_predict.ipynb #79d2d961
+# %% ../nbs/08_predict.ipynb #2bb394e0
 def _square(box:tuple)->tuple:
     "The square (x0, y0, x1, y1) centred on `box`, as wide as its longer side"
     x0, y0, x1, y1 = box
@@ -365,20 +403,24 @@ def to_echonet(grey:np.ndarray, # (T, H, W) uint8 frames
     "Crop `grey` to a square around `box`, blank outside `mask`, resize to `size`×`size`"
     x0, y0, x1, y1 = _square(box)
     h, w = grey.shape[1:]
-    pre = min(1.0, 1.25*size/(x1-x0))        # shrink by area averaging first, when the square is much larger than `size`
+    pre = min(1.0, 1.25*size/(x1-x0))    # shrink by area averaging first, when the square is much larger than `size`
     pw, ph = max(1, round(w*pre)), max(1, round(h*pre))
     fx, fy = pw/w, ph/h
     kx, ky = size/((x1-x0)*fx), size/((y1-y0)*fy)
-    M = np.array([[kx, 0, (0.5 - x0*fx)*kx - 0.5], [0, ky, (0.5 - y0*fy)*ky - 0.5]], np.float32)   # pixel centres onto pixel centres
+    M = np.array([[kx, 0, (0.5 - x0*fx)*kx - 0.5], [0, ky, (0.5 - y0*fy)*ky - 0.5]], np.float32)   # centres on centres
     m = None if mask is None else mask.astype(np.uint8)
     out = np.empty((len(grey), size, size, 3), np.uint8)
     for t, f in enumerate(grey):
         g = f if m is None else f*m
         if pre < 1: g = cv2.resize(g, (pw, ph), interpolation=cv2.INTER_AREA)
-        out[t] = cv2.warpAffine(g, M, (size, size), flags=cv2.INTER_CUBIC, borderMode=cv2.BORDER_CONSTANT, borderValue=0)[..., None]
+        out[t] = cv2.warpAffine(g, M, (size, size), flags=cv2.INTER_CUBIC, borderMode=cv2.BORDER_CONSTANT,
+                                borderValue=0)[..., None]
     return out
 
-# %% ../nbs/08_predict.ipynb #7a57aa40
+# %% ../nbs/08_predict.ipynb #5dbf86ae
+BLACK_LEVEL = 10      # a pixel never brighter than this over a video is background (black around the fan)
+
+# %% ../nbs/08_predict.ipynb #2fe0bfd8
 MAX_COLOUR_PICTURE = 0.5   # a picture coloured over more than this fraction, with no sector, is not an echo
 MIN_MOVING = 0.01          # a picture with no sector where less than this fraction moves is not an echo
 
@@ -390,10 +432,13 @@ def _refuse_non_echo(path, frames:np.ndarray, info:dict):
     "Raise a `DataError` if `frames` have no ultrasound sector and are mostly colour or still"
     if info['sector_found']: return
     if info['colour_picture'] > MAX_COLOUR_PICTURE:
-        raise DataError(f"{path}: not an ultrasound video: {info['colour_picture']:.0%} of the picture is in colour and no ultrasound sector was found")
+        raise DataError(f"{path}: not an ultrasound video: {info['colour_picture']:.0%} of the picture is in colour "
+                        "and no ultrasound sector was found")
     moving = float((temporal_maps(frames)[0] > 1.0).mean())
-    if moving < MIN_MOVING: raise DataError(f"{path}: not an ultrasound video: no ultrasound sector was found and nothing moves")
+    if moving < MIN_MOVING:
+        raise DataError(f"{path}: not an ultrasound video: no ultrasound sector was found and nothing moves")
 
+# %% ../nbs/08_predict.ipynb #6df635d3
 def load_clinical_video(path, # an AVI/MP4/… video or a DICOM cine loop
                         max_mb:float=MAX_MB, # limit on the file size and on its uncompressed pixel data (MB)
                         max_frames:int=MAX_FRAMES, # frame count limit
@@ -407,9 +452,9 @@ def load_clinical_video(path, # an AVI/MP4/… video or a DICOM cine loop
     info = dict(format=v['format'], source_size=v['source_size'], fps=fps, notes=list(v['notes']), crop=None,
                 colour_picture=v['colour'])
     if frames.ndim == 4:   # already 112×112: EchoNet-style
-        fg = frames.max(0).max(-1) >= 10
-        info.update(preprocessing='none (112×112 input)', sector='passthrough', sector_found=bool(0.05 < 1 - fg.mean() and fg.mean() > 0.01),
-                    colour_fraction=_colour(chroma, fg))
+        fg = frames.max(0).max(-1) >= BLACK_LEVEL
+        info.update(preprocessing='none (112×112 input)', sector='passthrough',
+                    sector_found=bool(0.05 < 1 - fg.mean() and fg.mean() > 0.01), colour_fraction=_colour(chroma, fg))
         _refuse_non_echo(path, frames, info)
         return frames, fps, info
     sy, sx = v['scale']
@@ -421,10 +466,11 @@ def load_clinical_video(path, # an AVI/MP4/… video or a DICOM cine loop
         mask = np.zeros(frames.shape[1:], bool)
         if sub is None:
             mask[y0:y1, x0:x1] = True
-            info['notes'].append(f"no ultrasound sector found inside the DICOM region ({how}); the whole region is used")
+            info['notes'].append(f"no ultrasound sector found inside the DICOM region ({how}); "
+                                 "the whole region is used")
         else: mask[y0:y1, x0:x1] = sub
-        info.update(sector='DICOM ultrasound region' + ('' if sub is None else f' + {how}'), sector_found=sub is not None,
-                    crop=list(v['region']))
+        info.update(sector='DICOM ultrasound region' + ('' if sub is None else f' + {how}'),
+                    sector_found=sub is not None, crop=list(v['region']))
     else:
         mask, how = find_sector(frames)
         info.update(sector=how, sector_found=mask is not None)
@@ -437,32 +483,32 @@ def load_clinical_video(path, # an AVI/MP4/… video or a DICOM cine loop
     _refuse_non_echo(path, frames, info)
     return to_echonet(frames, region, mask), fps, info
 
-# %% ../nbs/08_predict.ipynb #1d7d5fb3
-def clip_stats(frames:np.ndarray, # (T, H, W, 3) uint8 frames as the model sees them
-               period:int=4, # frames between clip frames (motion is measured over this step)
-               n:int=32 # frames sampled
-              )->dict:
-    "Mean intensity, background fraction and motion of a video"
+# %% ../nbs/08_predict.ipynb #9f67dcee
+def video_stats(frames:np.ndarray, # (T, H, W, 3) uint8 frames as the model sees them
+                period:int=4, # frames between clip frames (motion is measured over this step)
+                n:int=32 # frames sampled
+               )->dict: # mean_intensity, background, motion
+    "Mean intensity, background fraction and motion of a video, for the out-of-distribution check"
     T = len(frames)
     idx = np.unique(np.linspace(0, T-1, min(T, n)).round().astype(int))
     g = frames[idx].mean(-1, dtype=np.float32)
-    fg = g.max(0) >= 10
+    fg = g.max(0) >= BLACK_LEVEL
     lag = min(period, T-1)
     j = idx[idx + lag < T] if lag > 0 else idx[:0]
-    motion = np.abs(frames[j+lag].mean(-1, dtype=np.float32) - frames[j].mean(-1, dtype=np.float32))[:, fg].mean() if len(j) and fg.any() else 0.0
+    if len(j) and fg.any():
+        motion = np.abs(frames[j+lag].mean(-1, dtype=np.float32) - frames[j].mean(-1, dtype=np.float32))[:, fg].mean()
+    else: motion = 0.0
     return dict(mean_intensity=float(g.mean()), background=float(1 - fg.mean()), motion=float(motion))
 
-# %% ../nbs/08_predict.ipynb #679f15f3
+# %% ../nbs/08_predict.ipynb #5089fcf7
 DEFAULT_REF_STATS = dict(mean_intensity=(5.0, 120.0), background=(0.15, 0.80), motion=(1.0, 40.0))
-MIN_MOTION = 0.5      # below this the loop is a still image
-MAX_COLOUR = 0.02     # more than this fraction of colour pixels inside the sector: colour Doppler
 
 def reference_stats(videos, # paths of training videos (or frames arrays)
                     margin:float=0.5, # widen the observed range by this fraction of its width on each side
-                    period:int=4
+                    period:int=4 # the model's sampling period (frames)
                    )->dict: # {stat: [low, high]}
-    "Reference ranges of `clip_stats` over training `videos`, for the out-of-distribution check"
-    st = [clip_stats(v if isinstance(v, np.ndarray) else load_clinical_video(v)[0], period) for v in videos]
+    "Reference ranges of `video_stats` over training `videos`, for the out-of-distribution check"
+    st = [video_stats(v if isinstance(v, np.ndarray) else load_clinical_video(v)[0], period) for v in videos]
     out = {}
     for k in DEFAULT_REF_STATS:
         lo, hi = min(s[k] for s in st), max(s[k] for s in st)
@@ -470,7 +516,7 @@ def reference_stats(videos, # paths of training videos (or frames arrays)
         out[k] = [max(0.0, lo - margin*w), hi + margin*w]
     return out
 
-# %% ../nbs/08_predict.ipynb #5ed51e90
+# %% ../nbs/08_predict.ipynb #615336b9
 def store_reference_stats(model_dir, # a model folder written by `save_model`
                           ref:dict # from `reference_stats`
                          ):
@@ -479,32 +525,32 @@ def store_reference_stats(model_dir, # a model folder written by `save_model`
     cfg['extra'] = {**cfg.get('extra', {}), 'ref_stats': ref}
     save_json(cfg, Path(model_dir)/'config.json')
 
-# %% ../nbs/08_predict.ipynb #e1279e30
-def ood_reasons(stats:dict, # from `clip_stats`
+# %% ../nbs/08_predict.ipynb #282e47ad
+MIN_MOTION = 0.5      # below this the loop is a still image
+MAX_COLOUR = 0.02     # more than this fraction of colour pixels inside the sector: colour Doppler
+
+def ood_reasons(stats:dict, # from `video_stats`
                 info:dict, # from `load_clinical_video`
                 n_frames:int, span:int, # frames in the video; frames one clip spans
                 ref:Optional[dict]=None # reference ranges; default `DEFAULT_REF_STATS`
-               )->list:
-    "Reasons why a clip does not look like the echo clips the model was trained on"
+               )->list: # one line per reason
+    "Reasons why a video does not look like the echo clips the model was trained on"
     ref, r = ref or DEFAULT_REF_STATS, []
-    if n_frames < span: r.append(f"too few frames: {n_frames} < {span}, the span of one clip (padded with blank frames)")
+    if n_frames < span:
+        r.append(f"too few frames: {n_frames} < {span}, the span of one clip (padded with blank frames)")
     if not info.get('sector_found', True): r.append("no ultrasound sector found (no fan on a dark background)")
     if stats['motion'] < MIN_MOTION: r.append(f"almost no motion (a still image): motion {stats['motion']:.2f}")
-    if info.get('colour_fraction', 0) > MAX_COLOUR: r.append(f"colour content (Doppler?): {info['colour_fraction']:.0%} of the sector is coloured")
+    if info.get('colour_fraction', 0) > MAX_COLOUR:
+        r.append(f"colour content (Doppler?): {info['colour_fraction']:.0%} of the sector is coloured")
     for k, (lo, hi) in ref.items():
-        if k in stats and not lo <= stats[k] <= hi: r.append(f"{k.replace('_', ' ')} {stats[k]:.3g} outside the training range {lo:.3g}–{hi:.3g}")
+        if k in stats and not lo <= stats[k] <= hi:
+            r.append(f"{k.replace('_', ' ')} {stats[k]:.3g} outside the training range {lo:.3g}–{hi:.3g}")
     return r
 
-# %% ../nbs/08_predict.ipynb #b2a5cdd2
-def model_settings(model:EchoNetRegressor)->dict:
-    "The data settings a model was trained with, from `model.extra` (with the training defaults)"
-    c, e = model.backbone.config, model.extra
-    return dict(size=e.get('image_size', c.image_size), clip_len=e.get('num_frames', c.num_frames), period=e.get('period', 4),
-                ref_fps=e.get('ref_fps', 50.0), mean=tuple(e.get('mean', IMAGENET_MEAN)), std=tuple(e.get('std', IMAGENET_STD)))
-
+# %% ../nbs/08_predict.ipynb #94b5b57d
 def video_clips(frames:np.ndarray, # (T, H, W, 3) uint8
                 starts, # clip start frames
-                clip_len:int, period:int,
+                clip_len:int, period:int, # frames per clip; frames between clip frames
                 tfm:ClipTransform # the model's transform
                )->torch.Tensor: # (N, clip_len, 3, size, size)
     "Cut and transform the clips starting at `starts`, padding past the end as training does"
@@ -515,7 +561,7 @@ def video_clips(frames:np.ndarray, # (T, H, W, 3) uint8
         out.append(tfm(clip, mask))
     return torch.stack(out)
 
-# %% ../nbs/08_predict.ipynb #7b3f9a78
+# %% ../nbs/08_predict.ipynb #c59b228c
 def frame_attention(starts, # clip start frames
                     tubelet_w:torch.Tensor, # (N, T/tubelet_size) tubelet weights of the N clips
                     clip_len:int, period:int, tubelet_size:int,
@@ -529,62 +575,68 @@ def frame_attention(starts, # clip start frames
     tot = np.bincount(inv, weights=w[keep], minlength=len(frames))
     return frames, tot/tot.sum() if tot.sum() > 0 else tot
 
-# %% ../nbs/08_predict.ipynb #18752c3d
-def _mismatch(e:Exception)->str:
-    "The most telling line of a `load_state_dict` error"
-    return next((l.strip() for l in str(e).splitlines() if 'mismatch' in l), _first_line(e))
-
-def check_predictor(model:EchoNetRegressor, where='model'):
+# %% ../nbs/08_predict.ipynb #1f6dfdcd
+def check_predictor(model:EchoNetRegressor, # the model to check
+                    where='model' # how to name it in messages (its folder)
+                   ):
     "Raise a `CheckpointError` unless `model` has finite weights and calibration and gives a finite EF for a blank clip"
-    bad = [n for n, p in list(model.named_parameters()) + list(model.named_buffers()) if p.is_floating_point() and not torch.isfinite(p).all()]
+    params = list(model.named_parameters()) + list(model.named_buffers())
+    bad = [n for n, p in params if p.is_floating_point() and not torch.isfinite(p).all()]
     if bad: raise CheckpointError(f"{where}: {len(bad)} weight tensor(s) hold NaN or infinite values, e.g. {bad[0]}")
     cal = float(getattr(model, 'calibration', 1.0))
-    if not (math.isfinite(cal) and cal > 0): raise CheckpointError(f"{where}: calibration {cal} is not a positive number")
-    s = model_settings(model)
-    x = torch.zeros(1, s['clip_len'], 3, s['size'], s['size'], device=next(model.parameters()).device)
+    if not (math.isfinite(cal) and cal > 0):
+        raise CheckpointError(f"{where}: calibration {cal} is not a positive number")
+    s = model_data_config(model)
+    x = torch.zeros(1, s.clip_len, 3, s.size, s.size, device=next(model.parameters()).device)
     try:
         with torch.no_grad(): ef = model.eval()(x)
-    except Exception as e: raise CheckpointError(f"{where}: the model cannot run on a {s['clip_len']}-frame {s['size']} px clip ({_first_line(e)})") from None
+    except Exception as e:
+        raise CheckpointError(f"{where}: the model cannot run on a {s.clip_len}-frame {s.size} px clip "
+                              f"({first_line(e)})") from None
     if not torch.isfinite(ef).all(): raise CheckpointError(f"{where}: the model gives a non-finite EF for a blank clip")
 
-def load_predictor(checkpoint, # a model folder, training checkpoint or run folder
-                   device='cpu' # where to run
-                  )->EchoNetRegressor:
+# %% ../nbs/08_predict.ipynb #ac1da85b
+def _mismatch(e:Exception)->str:
+    "The most telling line of a `load_state_dict` error"
+    return next((l.strip() for l in str(e).splitlines() if 'mismatch' in l), first_line(e))
+
+def load_inference_model(checkpoint, # a model folder, training checkpoint or run folder
+                         device='cpu' # where to run
+                        )->EchoNetRegressor:
     "The model designated by `checkpoint`, checked and ready to predict"
     folder = find_model(checkpoint)
     try: model = load_model(folder, device=device)
     except EchoNetError: raise
-    except Exception as e: raise CheckpointError(f"{folder}: the weights do not fit the model its config.json describes ({_mismatch(e)})") from None
+    except Exception as e:
+        raise CheckpointError(f"{folder}: the weights do not fit the model its config.json describes "
+                              f"({_mismatch(e)})") from None
     check_predictor(model, folder)
     return model
 
-# %% ../nbs/08_predict.ipynb #669857f4
+# %% ../nbs/08_predict.ipynb #8194265e
 MAX_SAMPLES = 1000    # MC-dropout samples per clip, at most
 MAX_BATCH = 256       # clips per forward pass, at most
-
-def _clips_arg(clips)->Union[int,str]:
-    if clips == 'all': return 'all'
-    try: n = int(clips)
-    except (TypeError, ValueError): n = 0
-    if n < 1 or str(n) != str(clips).strip(): raise ConfigError(f"clips must be a positive number or 'all', got {clips!r}")
-    return n
 
 def check_predict_args(clips=1, n_samples:int=30, level:float=0.9, scale:Optional[float]=None, bs:int=16,
                        seed:Optional[int]=0, **limits # max_mb, max_frames, timeout
                       )->Union[int,str]: # `clips` as a number or 'all'
     "Check the prediction settings; a `ConfigError` names the first that is out of range"
-    clips = _clips_arg(clips)
+    clips = parse_clips(clips)
     def _int(v): return isinstance(v, (int, np.integer)) and not isinstance(v, bool)
-    if not _int(n_samples) or not 1 <= n_samples <= MAX_SAMPLES: raise ConfigError(f"samples must be a whole number from 1 to {MAX_SAMPLES}, got {n_samples!r}")
-    if not isinstance(level, (int, float)) or not 0 < level < 1: raise ConfigError(f"level must be between 0 and 1 (exclusive, e.g. 0.9), got {level!r}")
-    if scale is not None and not (isinstance(scale, (int, float)) and math.isfinite(scale) and scale > 0): raise ConfigError(f"scale must be a positive number, got {scale!r}")
-    if not _int(bs) or not 1 <= bs <= MAX_BATCH: raise ConfigError(f"bs must be a whole number from 1 to {MAX_BATCH}, got {bs!r}")
+    if not _int(n_samples) or not 1 <= n_samples <= MAX_SAMPLES:
+        raise ConfigError(f"samples must be a whole number from 1 to {MAX_SAMPLES}, got {n_samples!r}")
+    if not isinstance(level, (int, float)) or not 0 < level < 1:
+        raise ConfigError(f"level must be between 0 and 1 (exclusive, e.g. 0.9), got {level!r}")
+    if scale is not None and not (isinstance(scale, (int, float)) and math.isfinite(scale) and scale > 0):
+        raise ConfigError(f"scale must be a positive number, got {scale!r}")
+    if not _int(bs) or not 1 <= bs <= MAX_BATCH:
+        raise ConfigError(f"bs must be a whole number from 1 to {MAX_BATCH}, got {bs!r}")
     if seed is not None and not _int(seed): raise ConfigError(f"seed must be a whole number, got {seed!r}")
     for k, v in limits.items():
         if not (isinstance(v, (int, float)) and v > 0): raise ConfigError(f"{k} must be a positive number, got {v!r}")
     return clips
 
-# %% ../nbs/08_predict.ipynb #3ad4d59f
+# %% ../nbs/08_predict.ipynb #7943c73b
 @contextlib.contextmanager
 def _seeded(model, seed:Optional[int]):
     "Run the block with torch's generator seeded by `seed` and restored afterwards (None: unseeded)"
@@ -593,6 +645,7 @@ def _seeded(model, seed:Optional[int]):
     with torch.random.fork_rng(devices=[dev.index or 0] if dev.type == 'cuda' else []):
         torch.manual_seed(seed); yield
 
+# %% ../nbs/08_predict.ipynb #0f1b5cb4
 @torch.no_grad()
 def _mc_clips(model, frames, starts, clip_len, period, tfm, n_samples, bs):
     "(n_samples, N) MC-dropout samples and (N, T/tubelet) tubelet weights of the clips at `starts`, cut `bs` at a time"
@@ -607,6 +660,7 @@ def _mc_clips(model, frames, starts, clip_len, period, tfm, n_samples, bs):
     finally: h.remove()
     return torch.cat(samples, 1), torch.cat(tw)
 
+# %% ../nbs/08_predict.ipynb #e8607a51
 def predict_frames(frames:np.ndarray, fps:float, info:dict, # from `load_clinical_video`
                    model:EchoNetRegressor, clips:Union[int,str]=1, n_samples:int=30, level:float=0.9,
                    scale:Optional[float]=None, bs:int=16, seed:Optional[int]=0,
@@ -614,24 +668,25 @@ def predict_frames(frames:np.ndarray, fps:float, info:dict, # from `load_clinica
                   )->dict:
     "EF, interval, categories, out-of-distribution flags and attention of frames read by `load_clinical_video`"
     clips = check_predict_args(clips, n_samples, level, scale, bs, seed)
-    s = model_settings(model)
-    period = video_period(fps, s['period'], s['ref_fps'])
-    notes, n_starts = list(info['notes']), max(0, len(frames) - clip_span(s['clip_len'], period)) + 1
+    s = model_data_config(model)
+    period = video_period(fps, s.period, s.ref_fps)
+    notes, n_starts = list(info['notes']), max(0, len(frames) - clip_span(s.clip_len, period)) + 1
     if clips != 'all' and clips > n_starts:
         notes.append(f"{clips} clips asked for, but the video has {n_starts} distinct clip start(s): {n_starts} used")
         clips = n_starts
-    starts = clip_starts(len(frames), s['clip_len'], period, clips)
+    starts = clip_starts(len(frames), s.clip_len, period, clips)
+    tfm = ClipTransform(s.size, s.mean, s.std)
     with _seeded(model, seed):
-        samples, tw = _mc_clips(model.eval(), frames, starts, s['clip_len'], period, ClipTransform(s['size'], s['mean'], s['std']), n_samples, bs)
+        samples, tw = _mc_clips(model.eval(), frames, starts, s.clip_len, period, tfm, n_samples, bs)
     v = samples.mean(1)
     raw, std = float(v.mean()), float(v.std()) if n_samples > 1 else 0.0
-    if not (math.isfinite(raw) and math.isfinite(std)): raise DataError(f"{path}: the model gives a non-finite EF for this video")
-    z = torch.distributions.Normal(0., 1.).icdf(torch.tensor(0.5 + level/2)).item()
-    half = abs(z*std*(model.calibration if scale is None else scale))
+    if not (math.isfinite(raw) and math.isfinite(std)):
+        raise DataError(f"{path}: the model gives a non-finite EF for this video")
+    half = abs(z_value(level)*std*(model.calibration if scale is None else scale))
     ef, lo, hi = (min(max(x, 0.0), 100.0) for x in (raw, raw-half, raw+half))
-    fi, fw = frame_attention(starts, tw, s['clip_len'], period, model.backbone.config.tubelet_size, len(frames))
-    stats = clip_stats(frames, period)
-    reasons = ood_reasons(stats, info, len(frames), clip_span(s['clip_len'], period), model.extra.get('ref_stats'))
+    fi, fw = frame_attention(starts, tw, s.clip_len, period, model.backbone.config.tubelet_size, len(frames))
+    stats = video_stats(frames, period)
+    reasons = ood_reasons(stats, info, len(frames), clip_span(s.clip_len, period), model.extra.get('ref_stats'))
     if ef != raw: reasons.append(f"the model's EF {raw:.1f}% is outside 0–100%; clamped to {ef:g}%")
     return dict(path=str(path), ef=ef, ef_low=lo, ef_high=hi, ef_std=std, level=level,
                 category=ef_category(ef), esc_class=esc_class(ef), n_clips=len(starts), period=period,
@@ -639,9 +694,10 @@ def predict_frames(frames:np.ndarray, fps:float, info:dict, # from `load_clinica
                 preprocessing=info['preprocessing'], sector=info['sector'], stats=stats,
                 attention_frames=fi.tolist(), attention_weights=fw.tolist())
 
+# %% ../nbs/08_predict.ipynb #e8e17b9f
 def predict_video(path, # video or DICOM file
                   model, # an `EchoNetRegressor`, or a checkpoint path
-                  clips:Union[int,str]=1, # 1 (centred), N (evenly spaced; at most every start) or 'all' (every start) test-time clips
+                  clips:Union[int,str]=1, # 1 (centred), N (evenly spaced; at most every start) or 'all' (every start)
                   n_samples:int=30, # MC-dropout samples
                   level:float=0.9, # coverage of the interval, between 0 and 1
                   scale:Optional[float]=None, # interval scale; None: the model's calibration
@@ -651,16 +707,11 @@ def predict_video(path, # video or DICOM file
                  )->dict:
     "EF, interval, categories, out-of-distribution flags and attention of one video"
     check_predict_args(clips, n_samples, level, scale, bs, seed, **limits)
-    if not isinstance(model, EchoNetRegressor): model = load_predictor(model)
+    if not isinstance(model, EchoNetRegressor): model = load_inference_model(model)
     frames, fps, info = load_clinical_video(path, **limits)
     return predict_frames(frames, fps, info, model, clips, n_samples, level, scale, bs, seed, path=path)
 
-# %% ../nbs/08_predict.ipynb #9ee4dbe9
-_BRIEF = ('path', 'ef', 'ef_low', 'ef_high', 'ef_std', 'level', 'category', 'esc_class', 'n_clips', 'period', 'fps',
-          'n_frames', 'ood', 'ood_reasons', 'notes', 'sector')
-
-_dumps = json.dumps   # inside `echonet_ef_predict` the --json flag shadows the module's name
-
+# %% ../nbs/08_predict.ipynb #ddce67ef
 def json_safe(o):
     "`o` with numpy values as Python ones and NaN or infinite numbers as None, so that it is always valid JSON"
     if isinstance(o, dict): return {str(k): json_safe(v) for k, v in o.items()}
@@ -672,7 +723,9 @@ def json_safe(o):
     if isinstance(o, Path): return str(o)
     return o
 
-def format_result(r:dict)->str:
+# %% ../nbs/08_predict.ipynb #f31de5b1
+def format_result(r:dict # from `predict_video`
+                 )->str:
     "One readable line for the prediction `r`"
     s = (f"{r['path']}: EF {r['ef']:.1f}% ({r['level']:.0%} interval {r['ef_low']:.1f}–{r['ef_high']:.1f}), "
          f"{r['category']}, {r['esc_class']}, {r['n_clips']} clip{'s' if r['n_clips'] > 1 else ''}")
@@ -680,7 +733,18 @@ def format_result(r:dict)->str:
     if r['notes']: s += f"  (note: {'; '.join(r['notes'])})"
     return s
 
-# %% ../nbs/08_predict.ipynb #44033f63
+# %% ../nbs/08_predict.ipynb #83162c01
+_BRIEF = ('path', 'ef', 'ef_low', 'ef_high', 'ef_std', 'level', 'category', 'esc_class', 'n_clips', 'period', 'fps',
+          'n_frames', 'ood', 'ood_reasons', 'notes', 'sector')
+
+def format_json(r:dict, # from `predict_video`
+                attention:bool=False # add the per-frame attention weights
+               )->str:
+    "One line of strict JSON for the prediction `r` (NaN or infinite numbers as null)"
+    keys = _BRIEF + (('attention_frames', 'attention_weights') if attention else ())
+    return json.dumps(json_safe({k: r[k] for k in keys}), allow_nan=False)
+
+# %% ../nbs/08_predict.ipynb #b9906bef
 def _one_line(s:str)->str: return ' '.join(str(s).split('\n'))
 
 @call_parse
@@ -701,17 +765,17 @@ def echonet_ef_predict(paths:Param("video or DICOM files", str, nargs='+'), # vi
                       ):
     "Predict EF with an interval and out-of-distribution flags for each video or DICOM cine"
     if checkpoint is None: raise ConfigError("no checkpoint given (--checkpoint MODEL_FOLDER)")
-    limits, as_json = dict(max_mb=max_mb, max_frames=max_frames, timeout=timeout), json
+    limits = dict(max_mb=max_mb, max_frames=max_frames, timeout=timeout)
     clips = check_predict_args(clips, samples, level, seed=seed, **limits)
-    model, failed = load_predictor(checkpoint, device=get_device(device)), 0
-    keys = _BRIEF + (('attention_frames', 'attention_weights') if attention else ())
+    model, failed = load_inference_model(checkpoint, device=get_device(device)), 0
     for p in paths:
         tb = None
         try: r = predict_video(p, model, clips, samples, level, seed=seed, **limits)
         except EchoNetError as e: msg = str(e)
-        except Exception as e: msg, tb = f"{p}: unexpected error ({type(e).__name__}: {_first_line(e)})", traceback.format_exc()
+        except Exception as e:
+            msg, tb = f"{p}: unexpected error ({type(e).__name__}: {first_line(e)})", traceback.format_exc()
         else:
-            print(_dumps(json_safe({k: r[k] for k in keys}), allow_nan=False) if as_json else format_result(r), flush=True)
+            print(format_json(r, attention) if json else format_result(r), flush=True)
             continue
         failed += 1
         print(f"error: {_one_line(msg)}", file=sys.stderr, flush=True)
