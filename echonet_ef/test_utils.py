@@ -5,13 +5,13 @@
 # %% auto #0
 __all__ = ['cache_dir', 'code_hash', 'cached', 'synth_data', 'tiny_config', 'tiny_run', 'copy_run']
 
-# %% ../nbs/99_test_utils.ipynb #98e3407b
+# %% ../nbs/99_test_utils.ipynb #9fff494f
 import os, sys, json, hashlib, shutil, tempfile, contextlib
 from pathlib import Path
 from typing import Optional
 from .core import *
 
-# %% ../nbs/99_test_utils.ipynb #085f6c87
+# %% ../nbs/99_test_utils.ipynb #d148fe1d
 def cache_dir()->Path:
     "The folder holding cached test datasets and runs"
     d = os.environ.get('ECHONET_EF_TEST_CACHE') or Path(tempfile.gettempdir())/f'echonet_ef_test_{os.getuid() if hasattr(os, "getuid") else 0}'
@@ -25,7 +25,7 @@ def code_hash()->str:
         if p.name not in ('_modidx.py', 'test_utils.py'): h.update(p.name.encode()); h.update(p.read_bytes())
     return h.hexdigest()[:12]
 
-# %% ../nbs/99_test_utils.ipynb #746913b8
+# %% ../nbs/99_test_utils.ipynb #013dfbf0
 @contextlib.contextmanager
 def _wait_lock(path:Path):
     "Hold a blocking OS lock on `path` for the block"
@@ -48,9 +48,17 @@ def cached(name:str, # what is built, e.g. 'data-24-0'
             if p.exists(): shutil.rmtree(p)
             with atomic_dir(p) as tmp:
                 build(tmp); (tmp/'.complete').touch()
+            _drop_stale(name, p)
     return p
 
-# %% ../nbs/99_test_utils.ipynb #236040e8
+def _drop_stale(name:str, keep:Path):
+    "Remove the cached versions of `name` other than `keep` (built from older code), and their lock files"
+    for q in cache_dir().glob(f'{name}-*'):
+        if q != keep and q.is_dir() and q.name.rsplit('-', 1)[0] == name:
+            shutil.rmtree(q, ignore_errors=True)
+            with contextlib.suppress(OSError): (cache_dir()/f'.{q.name}.lock').unlink()
+
+# %% ../nbs/99_test_utils.ipynb #ef8651c9
 def synth_data(n_videos:int=24, # number of videos
                seed:int=0, # dataset seed
                frames:tuple=(100, 200) # range of the number of frames per video
@@ -60,7 +68,7 @@ def synth_data(n_videos:int=24, # number of videos
     def _build(d): make_dataset(d, n_videos=n_videos, seed=seed, frames=tuple(frames))
     return cached(f'data-{n_videos}-{seed}-{frames[0]}-{frames[1]}', _build)
 
-# %% ../nbs/99_test_utils.ipynb #eadb76d3
+# %% ../nbs/99_test_utils.ipynb #bdbdabeb
 def tiny_config(root, # the dataset folder
                 *overrides # 'section.key=value' strings
                )->Config:
@@ -72,7 +80,7 @@ def tiny_config(root, # the dataset folder
          'train': dict(max_steps=4, grad_accum=2, val_every=4, log_every=1, seed=0, wandb='disabled', device='cpu')}
     return load_config(c, list(overrides))
 
-# %% ../nbs/99_test_utils.ipynb #959725d8
+# %% ../nbs/99_test_utils.ipynb #7a9c4671
 def tiny_run(*overrides, # 'section.key=value' strings for `tiny_config`
              n_videos:int=24, # videos in the synthetic dataset
              frames:tuple=(100, 200) # range of frames per video
@@ -81,9 +89,9 @@ def tiny_run(*overrides, # 'section.key=value' strings for `tiny_config`
     from echonet_ef.train import Trainer
     data = synth_data(n_videos, frames=frames)
     cfg = tiny_config(data, *overrides)
-    key = hashlib.sha1(json.dumps([config_dict(cfg), code_hash()]).encode()).hexdigest()[:12]
+    cfg_key = hashlib.sha1(json.dumps(config_dict(cfg)).encode()).hexdigest()[:8]
     def _build(d): Trainer(cfg, d, quiet=True, overwrite=True).fit()
-    return cached(f'run-{n_videos}', _build, key=key)
+    return cached(f'run-{n_videos}-{cfg_key}', _build)
 
 def copy_run(run, # a run folder from `tiny_run`
              dest # where to copy it
