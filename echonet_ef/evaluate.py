@@ -10,23 +10,25 @@ __all__ = ['PRED_COLS', 'LEVELS', 'PLOTS', 'REPORT_FILES', 'summarize_samples', 
            'save_calibration', 'as_number', 'baseline_mae', 'check_report_folder', 'report_dir', 'evaluate_checkpoint',
            'echonet_ef_evaluate']
 
-# %% ../nbs/07_evaluate.ipynb #b9415074
+# %% ../nbs/07_evaluate.ipynb #3c3b4ea4
 import os, math, json, shutil, warnings, contextlib, tempfile
 from collections import Counter
 from pathlib import Path
-from typing import Optional, Union
+from typing import Optional
 import numpy as np, pandas as pd, torch
 import matplotlib.pyplot as plt
 from sklearn.metrics import roc_auc_score, roc_curve
 from torch.utils.data import DataLoader
+from fastcore.basics import patch
 from fastcore.script import call_parse, store_true
 from tqdm.auto import tqdm
 from .core import *
 from .data import EchoDataset, read_filelist, read_frames, clip_starts, clip_span, clip_indices, parse_clips
-from .model import EchoNetRegressor, load_model, read_model_config, predict_with_uncertainty, find_model, model_data_config
+from .model import EchoNetRegressor, load_model, read_model_config, find_model, model_data_config
+from .model import predict_with_uncertainty
 from .metrics import regression_metrics
 
-# %% ../nbs/07_evaluate.ipynb #a1711006
+# %% ../nbs/07_evaluate.ipynb #90d055ff
 def summarize_samples(s, # (n_samples, n_clips) MC-dropout EF samples of one video
                       level:float=0.9, # coverage of the interval
                       scale:float=1.0 # interval width multiplier (the calibration)
@@ -37,7 +39,7 @@ def summarize_samples(s, # (n_samples, n_clips) MC-dropout EF samples of one vid
     half = z_value(level)*std*scale
     return float(mean), float(std), float(mean - half), float(mean + half)
 
-# %% ../nbs/07_evaluate.ipynb #3dcbf5d7
+# %% ../nbs/07_evaluate.ipynb #fe0ac058
 def eval_starts(ds:EchoDataset, # the split (its probe gives each video's frame count and FPS)
                 i:int, # item index
                 clips=1 # 1, N or 'all', as `parse_clips` gives it
@@ -47,7 +49,7 @@ def eval_starts(ds:EchoDataset, # the split (its probe gives each video's frame 
     positions = max(0, n - clip_span(L, p)) + 1
     return clip_starts(n, L, p, 'all' if clips == 'all' or clips >= positions else clips)
 
-# %% ../nbs/07_evaluate.ipynb #206d6f0e
+# %% ../nbs/07_evaluate.ipynb #c5c7b022
 class ClipChunks(torch.utils.data.Dataset):
     "A split's evaluation clips as items of at most `size` clips of one video"
     def __init__(self, ds:EchoDataset, # the split, without augmentation
@@ -61,17 +63,20 @@ class ClipChunks(torch.utils.data.Dataset):
 
     def __len__(self): return len(self.plan)
 
-    def __getitem__(self, j:int)->dict: # item (the video's index) and x (clips, T, 3, H, W), or item and error
-        i, starts = self.plan[j]
-        ds, n = self.ds, self.ds.infos[i]['n_frames']
-        idx = np.stack([clip_indices(s, ds.cfg.clip_len, ds.period(i)) for s in starts])
-        want = np.unique(idx[idx < n])
-        try: fr = read_frames(ds.root/'Videos'/f'{ds.df.FileName[i]}.avi', want, n_frames=n)
-        except DataError as e: return dict(item=i, error=str(e))
-        pos = np.searchsorted(want, np.minimum(idx, want[-1]))       # frames past the end: any frame, masked to 0
-        return dict(item=i, x=torch.stack([ds.tfm(fr[p], c < n) for p, c in zip(pos, idx)]))
+# %% ../nbs/07_evaluate.ipynb #bb57bca2
+@patch
+def __getitem__(self:ClipChunks, j:int)->dict: # item (the video's index) and x (clips, T, 3, H, W), or item and error
+    "Item `j`: the clips of one chunk, or the reason its video cannot be read"
+    i, starts = self.plan[j]
+    ds, n = self.ds, self.ds.infos[i]['n_frames']
+    idx = np.stack([clip_indices(s, ds.cfg.clip_len, ds.period(i)) for s in starts])
+    want = np.unique(idx[idx < n])
+    try: fr = read_frames(ds.root/'Videos'/f'{ds.df.FileName[i]}.avi', want, n_frames=n)
+    except DataError as e: return dict(item=i, error=str(e))
+    pos = np.searchsorted(want, np.minimum(idx, want[-1]))       # frames past the end: any frame, masked to 0
+    return dict(item=i, x=torch.stack([ds.tfm(fr[p], c < n) for p, c in zip(pos, idx)]))
 
-# %% ../nbs/07_evaluate.ipynb #10ae6586
+# %% ../nbs/07_evaluate.ipynb #ed1ed536
 PRED_COLS = ['FileName', 'EF', 'EF_pred', 'EF_low', 'EF_high', 'EF_std', 'category', 'category_pred',
              'esc_class', 'esc_class_pred', 'n_clips', 'skipped', 'reason']
 
@@ -84,7 +89,7 @@ def _forward(model, x, n_samples, bs, device)->np.ndarray:
 
 def _strict(reason): return DataError(f"{reason} (strict: an unreadable video is an error, not skipped)")
 
-# %% ../nbs/07_evaluate.ipynb #687b8923
+# %% ../nbs/07_evaluate.ipynb #d67fff86
 def _row(f, ef, s, level, scale, reason='')->dict:
     "The predictions row of video `f` from its samples `s` (n_samples, n_clips), or a skipped row when `s` is None"
     row = dict(FileName=f, EF=ef, category=ef_category(ef), esc_class=esc_class(ef), skipped=s is None, reason=reason)
@@ -92,9 +97,10 @@ def _row(f, ef, s, level, scale, reason='')->dict:
                               esc_class_pred=None, n_clips=0)
     m, sd, lo, hi = summarize_samples(s, level, scale)
     if not np.isfinite([m, sd]).all(): raise EchoNetError(f"{f}: the model's prediction is not a number ({m})")
-    return dict(row, EF_pred=m, EF_low=lo, EF_high=hi, EF_std=sd, category_pred=ef_category(m), esc_class_pred=esc_class(m),
-                n_clips=s.shape[1])
+    return dict(row, EF_pred=m, EF_low=lo, EF_high=hi, EF_std=sd, category_pred=ef_category(m),
+                esc_class_pred=esc_class(m), n_clips=s.shape[1])
 
+# %% ../nbs/07_evaluate.ipynb #f4a23271
 @torch.no_grad()
 def evaluate_model(model:EchoNetRegressor, # the model (its `extra` gives the data pipeline)
                    root, # EchoNet-Dynamic folder
@@ -143,11 +149,13 @@ def evaluate_model(model:EchoNetRegressor, # the model (its `extra` gives the da
         if pending: flush()
     rows = [done[f] if f in done else _row(f, efs[f], None, level, scale, why[f]) for f in listed.FileName]
     if len(why) == len(listed):
-        raise DataError(f"{Path(root)/'FileList.csv'}: no usable {split} videos (all {len(listed)} unreadable, e.g. {next(iter(why.values()), '')})")
-    if why: warnings.warn(f"{split}: skipped {len(why)} of {len(listed)} listed video(s), e.g. {next(iter(why.values()))}")
+        raise DataError(f"{Path(root)/'FileList.csv'}: no usable {split} videos (all {len(listed)} unreadable, "
+                        f"e.g. {next(iter(why.values()), '')})")
+    if why:
+        warnings.warn(f"{split}: skipped {len(why)} of {len(listed)} listed video(s), e.g. {next(iter(why.values()))}")
     return pd.DataFrame(rows, columns=PRED_COLS)
 
-# %% ../nbs/07_evaluate.ipynb #f0840647
+# %% ../nbs/07_evaluate.ipynb #ae544211
 def bland_altman(y, # true EF
                  p  # predicted EF
                 )->dict: # bias, sd, loa_low, loa_high
@@ -156,7 +164,7 @@ def bland_altman(y, # true EF
     bias, sd = float(d.mean()), (float(d.std(ddof=1)) if len(d) > 1 else float('nan'))
     return dict(bias=bias, sd=sd, loa_low=bias - 1.96*sd, loa_high=bias + 1.96*sd)
 
-# %% ../nbs/07_evaluate.ipynb #727b3ac9
+# %% ../nbs/07_evaluate.ipynb #bea94686
 def detection_metrics(y, # true EF
                       p, # predicted EF
                       cut:float=40 # EF below this is "reduced"
@@ -170,7 +178,7 @@ def detection_metrics(y, # true EF
     spec = float((~pred_pos & ~pos).sum()/n_neg) if n_neg else float('nan')
     return dict(auc=auc, sensitivity=sens, specificity=spec, n_pos=n_pos, n_neg=n_neg)
 
-# %% ../nbs/07_evaluate.ipynb #5086c3c6
+# %% ../nbs/07_evaluate.ipynb #9ca30d6a
 def bootstrap_ci(y, # true EF
                  p, # predicted EF
                  n_boot:int=1000, # resamples
@@ -185,11 +193,13 @@ def bootstrap_ci(y, # true EF
     yb, eb = y[idx], (p - y)[idx]
     sst = ((yb - yb.mean(1, keepdims=True))**2).sum(1)
     with np.errstate(divide='ignore', invalid='ignore'):
-        vals = dict(mae=np.abs(eb).mean(1), rmse=np.sqrt((eb**2).mean(1)), r2=np.where(sst > 0, 1 - (eb**2).sum(1)/sst, np.nan))
+        vals = dict(mae=np.abs(eb).mean(1), rmse=np.sqrt((eb**2).mean(1)),
+                    r2=np.where(sst > 0, 1 - (eb**2).sum(1)/sst, np.nan))
     q = [50 - 50*ci, 50 + 50*ci]
-    return {k: ([float(x) for x in np.nanpercentile(v, q)] if np.isfinite(v).any() else nan[k]) for k, v in vals.items()}
+    return {k: ([float(x) for x in np.nanpercentile(v, q)] if np.isfinite(v).any() else nan[k])
+            for k, v in vals.items()}
 
-# %% ../nbs/07_evaluate.ipynb #f4b5b456
+# %% ../nbs/07_evaluate.ipynb #b483716c
 def coverage(y, # true EF
              low, # lower ends of the intervals
              high # upper ends of the intervals
@@ -198,14 +208,14 @@ def coverage(y, # true EF
     y = np.asarray(y, float)
     return float(((y >= np.asarray(low, float)) & (y <= np.asarray(high, float))).mean()) if len(y) else float('nan')
 
-# %% ../nbs/07_evaluate.ipynb #f89fd4e1
+# %% ../nbs/07_evaluate.ipynb #c56ff86e
 def clinical_metrics(y, # true EF
                      p, # predicted EF
                      low=None, high=None, # interval ends, for `coverage`
                      n_boot:int=1000, # bootstrap resamples for the 90% CIs
                      seed:int=0 # seed of the bootstrap
                     )->dict:
-    "MAE, RMSE, R², Pearson r, per-category MAE, Bland–Altman, ROC AUC/sensitivity/specificity at EF 40 and 50, coverage, bootstrap CIs"
+    "MAE, RMSE, R², Pearson r, per-category MAE, Bland–Altman, detection at EF 40 and 50, coverage, bootstrap CIs"
     y, p = np.asarray(y, float), np.asarray(p, float)
     rm = regression_metrics(y, p)
     out = {k: rm[k] for k in ('n', 'mae', 'rmse', 'r2')}
@@ -214,7 +224,8 @@ def clinical_metrics(y, # true EF
     out['bland_altman'] = bland_altman(y, p)
     for cut in (40, 50):
         d = detection_metrics(y, p, cut)
-        out.update({f'auc_ef{cut}': d['auc'], f'sensitivity_ef{cut}': d['sensitivity'], f'specificity_ef{cut}': d['specificity']})
+        out.update({f'auc_ef{cut}': d['auc'], f'sensitivity_ef{cut}': d['sensitivity'],
+                    f'specificity_ef{cut}': d['specificity']})
     out['category_accuracy'] = float(np.mean([ef_category(a) == ef_category(b) for a, b in zip(y, p)]))
     out['esc_accuracy'] = float(np.mean([esc_class(a) == esc_class(b) for a, b in zip(y, p)]))
     if low is not None and high is not None: out['coverage'] = coverage(y, low, high)
@@ -222,7 +233,7 @@ def clinical_metrics(y, # true EF
     out.update(mae_ci90=ci['mae'], rmse_ci90=ci['rmse'], r2_ci90=ci['r2'])
     return out
 
-# %% ../nbs/07_evaluate.ipynb #913d8cfb
+# %% ../nbs/07_evaluate.ipynb #370f9203
 def ef_report(df:pd.DataFrame, # predictions, as from `evaluate_model`
               level:float=0.9, # the intervals' nominal coverage
               **kwargs # passed to `clinical_metrics` (n_boot, seed)
@@ -230,6 +241,7 @@ def ef_report(df:pd.DataFrame, # predictions, as from `evaluate_model`
     "`clinical_metrics` of a predictions table, with the interval level"
     return {**clinical_metrics(df.EF, df.EF_pred, df.EF_low, df.EF_high, **kwargs), 'level': level}
 
+# %% ../nbs/07_evaluate.ipynb #00b84a90
 def json_safe(o):
     "`o` with NaN and infinite floats replaced by None (valid JSON), recursively"
     if isinstance(o, dict): return {k: json_safe(v) for k, v in o.items()}
@@ -238,7 +250,7 @@ def json_safe(o):
     if isinstance(o, np.integer): return int(o)
     return o
 
-# %% ../nbs/07_evaluate.ipynb #5add93ed
+# %% ../nbs/07_evaluate.ipynb #4339cddb
 _BIN_EDGES = [0, 30, 40, 55, 70, 100]
 
 def _ax(ax, figsize=(5, 4.5)):
@@ -256,26 +268,29 @@ def plot_scatter(df:pd.DataFrame, # predictions
     ax.errorbar(df.EF, df.EF_pred, yerr=[df.EF_pred - df.EF_low, df.EF_high - df.EF_pred], fmt='o', ms=4, alpha=0.7,
                 elinewidth=0.8, color='k', ecolor='0.5')
     ax.plot([lo, hi], [lo, hi], 'r--', lw=1, label='identity')
-    ax.set(xlim=(lo, hi), ylim=(lo, hi), xlabel='true EF (%)', ylabel='predicted EF (%)', title='predicted vs true EF', aspect='equal')
+    ax.set(xlim=(lo, hi), ylim=(lo, hi), xlabel='true EF (%)', ylabel='predicted EF (%)', title='predicted vs true EF',
+           aspect='equal')
     ax.legend(loc='upper left')
     return fig
 
-# %% ../nbs/07_evaluate.ipynb #18df39d1
+# %% ../nbs/07_evaluate.ipynb #6bffe3a1
 def plot_bland_altman(df:pd.DataFrame, ax=None):
     "Bland–Altman plot: predicted − true against their mean, with bias and 95% limits of agreement"
     fig, ax = _ax(ax, (6, 4))
     ba = bland_altman(df.EF, df.EF_pred)
     ax.scatter((df.EF + df.EF_pred)/2, df.EF_pred - df.EF, s=16, alpha=0.7, color='k')
     ax.axhline(ba['bias'], color='C0', label=f"bias {ba['bias']:.2f}")
+    loa = f"95% LoA {ba['loa_low']:.1f} … {ba['loa_high']:.1f}"
     for k in ('loa_low', 'loa_high'):
-        if np.isfinite(ba[k]): ax.axhline(ba[k], color='C3', ls='--', label=f"95% LoA {ba['loa_low']:.1f} … {ba['loa_high']:.1f}" if k == 'loa_low' else None)
+        if np.isfinite(ba[k]): ax.axhline(ba[k], color='C3', ls='--', label=loa if k == 'loa_low' else None)
     ax.axhline(0, color='0.6', lw=0.8)
-    ax.set(xlabel='mean of true and predicted EF (%)', ylabel='predicted − true EF', title='Bland–Altman'); ax.legend(fontsize=8)
+    ax.set(xlabel='mean of true and predicted EF (%)', ylabel='predicted − true EF', title='Bland–Altman')
+    ax.legend(fontsize=8)
     return fig
 
-# %% ../nbs/07_evaluate.ipynb #08e44e72
+# %% ../nbs/07_evaluate.ipynb #f5d2a82d
 def plot_category_mae(df:pd.DataFrame, ax=None):
-    "Bar chart of the MAE in each of the seed's five EF bins, with counts"
+    "Bar chart of the MAE in each of the five EF bins, with counts"
     fig, ax = _ax(ax, (6, 3.5))
     rm = regression_metrics(df.EF, df.EF_pred)
     names = [n for _, _, n in EF_BINS]
@@ -288,7 +303,7 @@ def plot_category_mae(df:pd.DataFrame, ax=None):
     ax.set(xlabel='true EF category (%)', ylabel='MAE (EF points)', title='MAE by EF category'); ax.legend(fontsize=8)
     return fig
 
-# %% ../nbs/07_evaluate.ipynb #adc7a63d
+# %% ../nbs/07_evaluate.ipynb #b62a262e
 def plot_residuals(df:pd.DataFrame, ax=None):
     "Histogram of the residuals predicted − true"
     fig, ax = _ax(ax, (6, 3.5))
@@ -298,7 +313,7 @@ def plot_residuals(df:pd.DataFrame, ax=None):
     ax.set(xlabel='predicted − true EF', ylabel='videos', title='residuals'); ax.legend(fontsize=8)
     return fig
 
-# %% ../nbs/07_evaluate.ipynb #a68b81bd
+# %% ../nbs/07_evaluate.ipynb #75e41021
 def plot_roc(df:pd.DataFrame, ax=None, cuts=(40, 50)):
     "ROC curves for detecting true EF below each of `cuts`, scored by −predicted EF"
     fig, ax = _ax(ax, (4.5, 4.5))
@@ -309,10 +324,11 @@ def plot_roc(df:pd.DataFrame, ax=None, cuts=(40, 50)):
         fpr, tpr, _ = roc_curve(pos, -df.EF_pred.values)
         ax.plot(fpr, tpr, color=f'C{i}', label=f'EF < {cut}: AUC {roc_auc_score(pos, -df.EF_pred.values):.3f}')
     ax.plot([0, 1], [0, 1], color='0.6', ls=':')
-    ax.set(xlabel='1 − specificity', ylabel='sensitivity', title='ROC', xlim=(0, 1), ylim=(0, 1.02), aspect='equal'); ax.legend(fontsize=8, loc='lower right')
+    ax.set(xlabel='1 − specificity', ylabel='sensitivity', title='ROC', xlim=(0, 1), ylim=(0, 1.02), aspect='equal')
+    ax.legend(fontsize=8, loc='lower right')
     return fig
 
-# %% ../nbs/07_evaluate.ipynb #9517b1a1
+# %% ../nbs/07_evaluate.ipynb #bf532776
 LEVELS = tuple(float(l) for l in np.round(np.arange(0.5, 0.951, 0.05), 2))
 
 def coverage_curve(df:pd.DataFrame, # predictions with EF_std (the pooled, unscaled MC spread)
@@ -323,6 +339,7 @@ def coverage_curve(df:pd.DataFrame, # predictions with EF_std (the pooled, unsca
     err, sd = (df.EF - df.EF_pred).abs().values, df.EF_std.values
     return np.array([(err <= z_value(l)*sd*scale + 1e-9).mean() for l in levels])
 
+# %% ../nbs/07_evaluate.ipynb #4a77dcb0
 def plot_calibration(df:pd.DataFrame, scales=None, # {label: scale}; default {'scale 1': 1.0}
                      ax=None, levels=LEVELS):
     "Nominal vs observed interval coverage, one line per scale"
@@ -330,28 +347,31 @@ def plot_calibration(df:pd.DataFrame, scales=None, # {label: scale}; default {'s
     for label, s in (scales or {'scale 1': 1.0}).items():
         ax.plot(levels, coverage_curve(df, s, levels), 'o-', ms=4, label=f'{label} ({s:.2f})')
     ax.plot([0, 1], [0, 1], color='0.6', ls=':')
-    ax.set(xlabel='nominal coverage', ylabel='observed coverage', xlim=(0.45, 1), ylim=(0, 1.02), title='interval calibration')
+    ax.set(xlabel='nominal coverage', ylabel='observed coverage', xlim=(0.45, 1), ylim=(0, 1.02),
+           title='interval calibration')
     ax.legend(fontsize=8, loc='upper left')
     return fig
 
-# %% ../nbs/07_evaluate.ipynb #d170c062
-PLOTS = dict(scatter=plot_scatter, bland_altman=plot_bland_altman, category_mae=plot_category_mae,
-             residuals=plot_residuals, roc=plot_roc, calibration=plot_calibration)
-
+# %% ../nbs/07_evaluate.ipynb #2a90bcad
 def save_fig(fig, path)->Path:
     "Save `fig` as a PNG at `path`, atomically, and close it"
     with atomic_write(path, 'wb') as f: fig.savefig(f, format='png', dpi=110, bbox_inches='tight')
     plt.close(fig)
     return Path(path)
 
+# %% ../nbs/07_evaluate.ipynb #45a53ce2
+PLOTS = dict(scatter=plot_scatter, bland_altman=plot_bland_altman, category_mae=plot_category_mae,
+             residuals=plot_residuals, roc=plot_roc, calibration=plot_calibration)
+
 def save_plots(df:pd.DataFrame, # predictions
                out, # folder to write into
                scales=None # {label: scale} for the calibration plot
               )->list: # the PNG paths
     "Write the six evaluation plots of `df` into `out` as PNGs"
-    return [save_fig(f(df, scales) if name == 'calibration' else f(df), Path(out)/f'{name}.png') for name, f in PLOTS.items()]
+    return [save_fig(f(df, scales) if name == 'calibration' else f(df), Path(out)/f'{name}.png')
+            for name, f in PLOTS.items()]
 
-# %% ../nbs/07_evaluate.ipynb #352bfd99
+# %% ../nbs/07_evaluate.ipynb #b96613ff
 def fit_scale(y, # true EF (VAL)
               p, # predicted EF
               std, # MC-dropout std (unscaled)
@@ -361,15 +381,17 @@ def fit_scale(y, # true EF (VAL)
     "Split-conformal scale s so that p ± z·std·s covers `level` of new videos"
     y, p, std = (np.asarray(a, float) for a in (y, p, std))
     if len(y) == 0: raise DataError("cannot calibrate on an empty set of videos")
-    if not (std > 0).any(): raise DataError("cannot calibrate: every MC-dropout std is 0 (no dropout in the head, or n_samples=1)")
+    if not (std > 0).any():
+        raise DataError("cannot calibrate: every MC-dropout std is 0 (no dropout in the head, or n_samples=1)")
     scores = np.sort(np.abs(y - p) / (z_value(level)*np.maximum(std, std_floor)))
     k = math.ceil((len(y) + 1)*level)
     if k > len(y):
-        warnings.warn(f"{len(y)} videos are too few for the finite-sample {level:.0%} guarantee; using the largest score")
+        warnings.warn(f"{len(y)} videos are too few for the finite-sample {level:.0%} guarantee; "
+                      "using the largest score")
         k = len(y)
     return float(scores[k-1])*(1 + 1e-9)   # so that rounding cannot leave the k-th video just outside
 
-# %% ../nbs/07_evaluate.ipynb #081b64c2
+# %% ../nbs/07_evaluate.ipynb #65b6a491
 def apply_scale(df:pd.DataFrame, # predictions with EF_pred and EF_std
                 scale:float, # interval width multiplier
                 level:float=0.9 # the intervals' coverage
@@ -378,6 +400,7 @@ def apply_scale(df:pd.DataFrame, # predictions with EF_pred and EF_std
     half = z_value(level)*df.EF_std*scale
     return df.assign(EF_low=df.EF_pred - half, EF_high=df.EF_pred + half)
 
+# %% ../nbs/07_evaluate.ipynb #472375e9
 def save_calibration(path, # model folder (config.json + model.safetensors)
                      scale:float, # the fitted scale
                      info:Optional[dict]=None # how it was fitted, stored as extra['calibration']
@@ -389,7 +412,7 @@ def save_calibration(path, # model folder (config.json + model.safetensors)
     save_json(cfg, path/'config.json')
     return path/'config.json'
 
-# %% ../nbs/07_evaluate.ipynb #8391d685
+# %% ../nbs/07_evaluate.ipynb #e340c2e9
 def as_number(v, # a number, or its text
               kind=int, # int or float
               name:str='value' # the setting, for the error message
@@ -402,6 +425,7 @@ def as_number(v, # a number, or its text
         raise ConfigError(f"{name} must be {'a whole number' if kind is int else 'a number'}, got {v!r}") from None
     return x
 
+# %% ../nbs/07_evaluate.ipynb #c29b806b
 def _check_split(split)->str:
     if not isinstance(split, str) or split.strip().upper() not in SPLITS:
         raise DataError(f"unknown split {split!r} (expected TRAIN, VAL or TEST)")
@@ -410,9 +434,11 @@ def _check_split(split)->str:
 def _check_data(data, split):
     "The FileList rows of `split`, or a clear error"
     df = read_filelist(data, split)
-    if len(df) == 0: raise DataError(f"{Path(data)/'FileList.csv'}: no {split} videos (the Split column has no {split} rows)")
+    if len(df) == 0:
+        raise DataError(f"{Path(data)/'FileList.csv'}: no {split} videos (the Split column has no {split} rows)")
     return df
 
+# %% ../nbs/07_evaluate.ipynb #2d377cb7
 def baseline_mae(model:EchoNetRegressor, df:pd.DataFrame, data)->tuple: # (MAE, the training mean EF used)
     "MAE of always predicting the training mean EF (`model.extra['ef_mean']`, else TRAIN's mean in the FileList)"
     m = model.extra.get('ef_mean')
@@ -421,7 +447,7 @@ def baseline_mae(model:EchoNetRegressor, df:pd.DataFrame, data)->tuple: # (MAE, 
         m = tr.EF.mean() if len(tr) else float('nan')
     return float((df.EF - m).abs().mean()), float(m)
 
-# %% ../nbs/07_evaluate.ipynb #73404c8c
+# %% ../nbs/07_evaluate.ipynb #917c1a5c
 REPORT_FILES = ('predictions.csv', 'metrics.json') + tuple(f'{k}.png' for k in PLOTS)
 _TMP_PREFIX = '.echonet_ef_report.'
 
@@ -435,7 +461,7 @@ def _recover(out:Path):
     "Undo a swap that a killed evaluation left half done, so that the previous report is back"
     for old in sorted(out.glob(f'{_TMP_PREFIX}*.old')):
         if not old.is_dir() or old.is_symlink(): continue
-        if (old/'.moving_in').exists():        # every previous file had been moved out: the report files in `out` are new
+        if (old/'.moving_in').exists():   # every previous file had been moved out: the report files in `out` are new
             for n in REPORT_FILES:
                 if (out/n).is_file() and not (old/n).exists(): (out/n).unlink()
         for n in REPORT_FILES:
@@ -454,7 +480,7 @@ def check_report_folder(out # the output folder, held with `lock_folder`
     for p in out.glob(f'{_TMP_PREFIX}*'):
         if p.is_dir() and not p.is_symlink() and p.suffix in ('.tmp', '.old'): shutil.rmtree(p, ignore_errors=True)
 
-# %% ../nbs/07_evaluate.ipynb #fe49cd93
+# %% ../nbs/07_evaluate.ipynb #823fc623
 def _move(src, dst): os.replace(src, dst)
 
 def _swap_in(tmp:Path, out:Path):
@@ -487,7 +513,7 @@ def report_dir(out # the output folder, held with `lock_folder` and checked with
         _swap_in(tmp, out)
     finally: shutil.rmtree(tmp, ignore_errors=True)
 
-# %% ../nbs/07_evaluate.ipynb #31139fb6
+# %% ../nbs/07_evaluate.ipynb #847f6262
 def _calibrate(val, level, test_df)->tuple: # ({calibration, coverage_before, coverage_after}, scale)
     "Fit the scale on `val` and report coverage before/after"
     s = fit_scale(val.EF, val.EF_pred, val.EF_std, level)
@@ -497,7 +523,9 @@ def _calibrate(val, level, test_df)->tuple: # ({calibration, coverage_before, co
                 val_coverage_before=cov(val, 1.0), val_coverage_after=cov(val, s))
     return dict(calibration=info, coverage_before=cov(test_df, 1.0), coverage_after=cov(test_df, s)), s
 
-def _evaluate(mdir, data, split, calibrate, device, n_boot, level, **kw)->tuple: # (predictions, metrics, store the calibration or None)
+# %% ../nbs/07_evaluate.ipynb #50159d88
+def _evaluate(mdir, data, split, calibrate, device, n_boot, level,
+              **kw)->tuple: # (predictions, metrics, a function storing the calibration or None)
     "Predictions and metrics of the model in `mdir`; nothing is written"
     model = load_model(mdir, device)
     df = evaluate_model(model, data, split, level=level, scale=1.0 if calibrate else None, **kw)
@@ -510,18 +538,19 @@ def _evaluate(mdir, data, split, calibrate, device, n_boot, level, **kw)->tuple:
     sc = df[~df.skipped]
     m = ef_report(sc, level, n_boot=n_boot, seed=kw['seed'])
     m['baseline_mae'], m['baseline_ef'] = baseline_mae(model, sc, data)
-    m.update(cal, split=split, clips=kw['clips'], n_samples=kw['n_samples'], scale=model.calibration, checkpoint=str(mdir),
-             n_listed=len(df), n_scored=len(sc), n_skipped=len(df) - len(sc),
+    m.update(cal, split=split, clips=kw['clips'], n_samples=kw['n_samples'], scale=model.calibration,
+             checkpoint=str(mdir), n_listed=len(df), n_scored=len(sc), n_skipped=len(df) - len(sc),
              skipped_videos=dict(zip(df.FileName[df.skipped], df.reason[df.skipped])))
     return df, m, store
 
 def _write_outputs(df, m, out):
     "The plots (of the scored videos), predictions.csv (every listed video) and metrics.json"
-    save_plots(df[~df.skipped], out, {'uncalibrated': 1.0, 'calibrated': m['scale']} if 'calibration' in m else {'scale': m['scale']})
+    scales = {'uncalibrated': 1.0, 'calibrated': m['scale']} if 'calibration' in m else {'scale': m['scale']}
+    save_plots(df[~df.skipped], out, scales)
     with atomic_write(out/'predictions.csv') as f: df.to_csv(f, index=False)
     save_json(json_safe(m), out/'metrics.json', allow_nan=False)
 
-# %% ../nbs/07_evaluate.ipynb #b01c2343
+# %% ../nbs/07_evaluate.ipynb #47961216
 def evaluate_checkpoint(checkpoint, # model folder, training checkpoint or run folder
                         data, # EchoNet-Dynamic folder
                         split:str='TEST', # TRAIN, VAL or TEST
@@ -545,11 +574,13 @@ def evaluate_checkpoint(checkpoint, # model folder, training checkpoint or run f
     if not 0 < level < 1: raise ConfigError(f"level must be between 0 and 1, got {level}")
     if n_samples < 1: raise ConfigError(f"samples must be at least 1, got {n_samples}")
     if batch_size < 1: raise ConfigError(f"batch_size must be at least 1, got {batch_size}")
-    if num_workers < 0 or n_boot < 0: raise ConfigError(f"num_workers and n_boot cannot be negative, got {num_workers} and {n_boot}")
+    if num_workers < 0 or n_boot < 0:
+        raise ConfigError(f"num_workers and n_boot cannot be negative, got {num_workers} and {n_boot}")
     mdir = find_model(checkpoint)
     _check_data(data, split)
     if calibrate: _check_data(data, 'VAL')
-    kw = dict(clips=clips, n_samples=n_samples, batch_size=batch_size, num_workers=num_workers, seed=seed, strict=strict, progress=progress)
+    kw = dict(clips=clips, n_samples=n_samples, batch_size=batch_size, num_workers=num_workers, seed=seed,
+              strict=strict, progress=progress)
     if out is None:
         df, m, store = _evaluate(mdir, data, split, calibrate, device, n_boot, level, **kw)
         if store: store()
@@ -568,26 +599,31 @@ def evaluate_checkpoint(checkpoint, # model folder, training checkpoint or run f
             with contextlib.suppress(OSError): out.rmdir()    # a folder this call created and left empty
         raise
 
-# %% ../nbs/07_evaluate.ipynb #ab9e4740
+# %% ../nbs/07_evaluate.ipynb #291b4a85
 def _summary(m:dict, out)->str:
+    "The command's printed summary of the metrics `m` of a report written to `out`"
     f = lambda v, d=2: 'n/a' if v is None or (isinstance(v, float) and not np.isfinite(v)) else f'{v:.{d}f}'
     n, listed, skipped = m['n'], m.get('n_listed', m['n']), m.get('n_skipped', 0)
-    lines = [f"{m['split']}: {n} of {listed} listed videos scored" + (f", {skipped} skipped as unreadable (the reasons are in predictions.csv)" if skipped else '')
+    ba = m['bland_altman']
+    lines = [f"{m['split']}: {n} of {listed} listed videos scored"
+             + (f", {skipped} skipped as unreadable (the reasons are in predictions.csv)" if skipped else '')
              + f"; {m['clips']} clip(s) each, {m['n_samples']} MC-dropout samples",
-             f"MAE {f(m['mae'])} (90% CI {f(m['mae_ci90'][0])}–{f(m['mae_ci90'][1])})  RMSE {f(m['rmse'])}  R² {f(m['r2'], 3)}  "
-             f"(always predicting the training mean {f(m['baseline_ef'], 1)}: MAE {f(m['baseline_mae'])})",
-             f"bias {f(m['bland_altman']['bias'])}, 95% LoA {f(m['bland_altman']['loa_low'], 1)} … {f(m['bland_altman']['loa_high'], 1)}; "
+             f"MAE {f(m['mae'])} (90% CI {f(m['mae_ci90'][0])}–{f(m['mae_ci90'][1])})  RMSE {f(m['rmse'])}  "
+             f"R² {f(m['r2'], 3)}  (always predicting the training mean {f(m['baseline_ef'], 1)}: "
+             f"MAE {f(m['baseline_mae'])})",
+             f"bias {f(ba['bias'])}, 95% LoA {f(ba['loa_low'], 1)} … {f(ba['loa_high'], 1)}; "
              f"AUC EF<40 {f(m['auc_ef40'], 3)}, EF<50 {f(m['auc_ef50'], 3)}",
              f"{m['level']:.0%} interval coverage {f(m['coverage'])} (scale {f(m['scale'])})"]
     if 'calibration' in m:
         c = m['calibration']
-        lines.append(f"calibrated on VAL ({c['n']} videos{'' if c['guaranteed'] else ', too few for the finite-sample guarantee'}): "
-                     f"scale {f(m['scale'])}; {m['split']} coverage {f(m['coverage_before'])} -> {f(m['coverage_after'])}; "
+        few = '' if c['guaranteed'] else ', too few for the finite-sample guarantee'
+        lines.append(f"calibrated on VAL ({c['n']} videos{few}): scale {f(m['scale'])}; "
+                     f"{m['split']} coverage {f(m['coverage_before'])} -> {f(m['coverage_after'])}; "
                      f"stored in {Path(m['checkpoint'])/'config.json'}")
     if out is not None: lines.append(f"wrote predictions.csv, metrics.json and {len(PLOTS)} plots to {out}")
     return '\n'.join(lines)
 
-# %% ../nbs/07_evaluate.ipynb #b953745d
+# %% ../nbs/07_evaluate.ipynb #a78b4dfa
 @call_parse
 @cli_errors
 def echonet_ef_evaluate(checkpoint:str=None, # model folder, training checkpoint or run folder
@@ -602,15 +638,16 @@ def echonet_ef_evaluate(checkpoint:str=None, # model folder, training checkpoint
                         num_workers:str='0', # data loader workers
                         device:str='auto', # auto, cpu or cuda
                         seed:str='0', # seed of the dropout masks and the bootstrap
-                        strict:store_true=False, # an unreadable video is an error (nothing written) instead of a skipped row
+                        strict:store_true=False, # an unreadable video is an error (nothing written), not a skipped row
                         quiet:store_true=False # no progress bars
                        ):
     "Evaluate a trained EF model on a split: predictions.csv, metrics.json and plots"
-    if checkpoint is None: raise ConfigError("--checkpoint is required (a model folder, training checkpoint or run folder)")
+    if checkpoint is None:
+        raise ConfigError("--checkpoint is required (a model folder, training checkpoint or run folder)")
     if data is None: raise ConfigError("--data is required (the EchoNet-Dynamic folder)")
     with warnings.catch_warnings():
         warnings.filterwarnings('ignore', message='.*too few for the finite-sample.*')
         warnings.filterwarnings('ignore', message=r'.*skipped \d+ of \d+ listed video')     # the summary says it
-        _, m = evaluate_checkpoint(checkpoint, data, split, out, clips, samples, level, calibrate, batch_size, num_workers,
-                                   device, seed, strict=strict, progress=not quiet)
+        _, m = evaluate_checkpoint(checkpoint, data, split, out, clips, samples, level, calibrate, batch_size,
+                                   num_workers, device, seed, strict=strict, progress=not quiet)
     print(_summary(m, out))

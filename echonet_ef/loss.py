@@ -5,13 +5,13 @@
 # %% auto #0
 __all__ = ['DEFAULT_EF_WEIGHTS', 'ef_weights', 'weighted_mse_loss', 'WeightedMSELoss', 'HuberLoss', 'get_loss']
 
-# %% ../nbs/05_loss.ipynb #e05f5afb
+# %% ../nbs/05_loss.ipynb #2d5005a9
 import torch, torch.nn.functional as F
 from torch import nn
 from typing import Optional
 from .core import *
 
-# %% ../nbs/05_loss.ipynb #99bf77a3
+# %% ../nbs/05_loss.ipynb #070580cd
 DEFAULT_EF_WEIGHTS = {'lt30': 3.0, 'lt40': 2.0, 'normal': 1.0, 'gt70': 2.5}
 
 def ef_weights(labels:torch.Tensor, # true EF (%)
@@ -19,16 +19,20 @@ def ef_weights(labels:torch.Tensor, # true EF (%)
               )->torch.Tensor: # one weight per label, float32
     "The clinical weight of each EF in `labels`: EF<30 → lt30, 30≤EF<40 → lt40, 40≤EF≤70 → normal, EF>70 → gt70"
     unknown = set(weights or {}) - set(DEFAULT_EF_WEIGHTS)
-    if unknown: raise ConfigError(f"config key 'loss.weights.{sorted(unknown)[0]}': expected one of {', '.join(DEFAULT_EF_WEIGHTS)}")
+    if unknown:
+        raise ConfigError(f"config key 'loss.weights.{sorted(unknown)[0]}': "
+                          f"expected one of {', '.join(DEFAULT_EF_WEIGHTS)}")
     w = {**DEFAULT_EF_WEIGHTS, **(weights or {})}
     y = labels.float()
-    return torch.where(y < 30, w['lt30'], torch.where(y < 40, w['lt40'], torch.where(y > 70, w['gt70'], w['normal']))).float()
+    return torch.where(y < 30, w['lt30'],
+                       torch.where(y < 40, w['lt40'], torch.where(y > 70, w['gt70'], w['normal']))).float()
 
-# %% ../nbs/05_loss.ipynb #b3b8e095
+# %% ../nbs/05_loss.ipynb #e747a273
 def _flat32(preds, labels):
     "`preds` and `labels` as float32 vectors of the same length"
     if preds.numel() != labels.numel():
-        raise ValueError(f"loss: {preds.numel()} predictions for {labels.numel()} labels (shapes {tuple(preds.shape)}, {tuple(labels.shape)})")
+        raise ValueError(f"loss: {preds.numel()} predictions for {labels.numel()} labels "
+                         f"(shapes {tuple(preds.shape)}, {tuple(labels.shape)})")
     return preds.reshape(-1).float(), labels.reshape(-1).float()
 
 def weighted_mse_loss(preds:torch.Tensor, # predicted EF (B,) or (B, 1)
@@ -45,7 +49,7 @@ def weighted_mse_loss(preds:torch.Tensor, # predicted EF (B,) or (B, 1)
         w = ef_weights(y, weights).to(se.device)
         return (w*se).sum() / (w.sum() if normalize else se.numel())
 
-# %% ../nbs/05_loss.ipynb #cc09be9e
+# %% ../nbs/05_loss.ipynb #ee3cdaaf
 class WeightedMSELoss(nn.Module):
     "`weighted_mse_loss` as a module"
     def __init__(self, use_weights:bool=True, # weight by EF range
@@ -55,14 +59,18 @@ class WeightedMSELoss(nn.Module):
         super().__init__()
         ef_weights(torch.zeros(1), weights)  # check the keys now, not at the first batch
         self.use_weights, self.weights, self.normalize = use_weights, weights, normalize
-    def forward(self, preds, labels): return weighted_mse_loss(preds, labels, self.use_weights, self.weights, self.normalize)
+    def forward(self, preds, labels):
+        return weighted_mse_loss(preds, labels, self.use_weights, self.weights, self.normalize)
 
+# %% ../nbs/05_loss.ipynb #f9baeb55
 class HuberLoss(nn.Module):
     "Huber loss in float32, with `delta` in EF points"
     def __init__(self, delta:float=5.0): super().__init__(); self.delta = delta
     def forward(self, preds, labels):
-        with torch.autocast(preds.device.type, enabled=False): return F.huber_loss(*_flat32(preds, labels), delta=self.delta)
+        with torch.autocast(preds.device.type, enabled=False):
+            return F.huber_loss(*_flat32(preds, labels), delta=self.delta)
 
+# %% ../nbs/05_loss.ipynb #2e026456
 def get_loss(lcfg:LossConfig # the loss section of the config
             )->nn.Module:
     "The loss module `lcfg` names: weighted_mse, mse or huber"
