@@ -648,6 +648,7 @@ def echonet_ef_evaluate(checkpoint:str=None, # model folder, training checkpoint
     with warnings.catch_warnings():
         warnings.filterwarnings('ignore', message='.*too few for the finite-sample.*')
         warnings.filterwarnings('ignore', message=r'.*skipped \d+ of \d+ listed video')     # the summary says it
-        _, m = evaluate_checkpoint(checkpoint, data, split, out, clips, samples, level, calibrate, batch_size,
-                                   num_workers, device, seed, strict=strict, progress=not quiet)
+        _, m = evaluate_checkpoint(checkpoint, data, split=split, out=out, clips=clips, n_samples=samples,
+                                   level=level, calibrate=calibrate, batch_size=batch_size, num_workers=num_workers,
+                                   device=device, seed=seed, strict=strict, progress=not quiet)
     print(_summary(m, out))

@@ -335,7 +335,9 @@ def load_model(path, # a folder written by `save_model`
     try: sd = load_file(str(path/'model.safetensors'))
     except Exception as e:
         raise CheckpointError(f"{path/'model.safetensors'}: not a readable safetensors file ({e})") from None
-    missing, unexpected = model.load_state_dict(sd, strict=False)
+    try: missing, unexpected = model.load_state_dict(sd, strict=False)
+    except RuntimeError as e:  # a tensor whose shape differs from the config's
+        raise CheckpointError(f"{path}: weights do not fit the config ({first_line(e).strip()})") from None
     if missing or unexpected:
         raise CheckpointError(f"{path}: weights do not fit the config (missing {missing[:3]}, "
                               f"unexpected {unexpected[:3]})")
