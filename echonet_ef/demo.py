@@ -6,22 +6,22 @@
 __all__ = ['DEMO_YAML', 'MARKER', 'PARTS', 'MIN_VIDEOS', 'demo_config', 'read_marker', 'claim_output', 'run_demo',
            'echonet_ef_demo']
 
-# %% ../nbs/10_demo.ipynb #510dfdeb
-import os, sys, time, json, shutil, warnings, contextlib
+# %% ../nbs/10_demo.ipynb #19c0a364
+import time, json, contextlib
 from pathlib import Path
 from typing import Optional
-import numpy as np, pandas as pd, yaml, torch
+import numpy as np, yaml
 from fastcore.script import call_parse, store_true
 from .core import *
 from . import __version__
 from .synthetic import make_dataset, dataset_summary
 from .data import read_filelist
+from .model import find_model
 from .train import Trainer
 from .evaluate import evaluate_checkpoint
-from .train import find_model
 from .predict import reference_stats, store_reference_stats
 
-# %% ../nbs/10_demo.ipynb #6665335b
+# %% ../nbs/10_demo.ipynb #95c7efb4
 DEMO_YAML = """\
 # The tiny CPU demo: a VideoMAE trained from scratch on synthetic data in ~5 minutes on 2 cores.
 # Tokens span the whole clip (tubelet_size == clip_len) and the clip_stats stem adds the per-pixel mean and std over
@@ -39,7 +39,8 @@ data:
 model:
   backbone: null
   pretrained: false
-  videomae: {hidden_size: 128, num_hidden_layers: 4, num_attention_heads: 4, intermediate_size: 512, patch_size: 16, tubelet_size: 16}
+  videomae: {hidden_size: 128, num_hidden_layers: 4, num_attention_heads: 4, intermediate_size: 512, \
+patch_size: 16, tubelet_size: 16}
   pool: attention
   stem: clip_stats
   head_dropout: 0.1
@@ -61,34 +62,41 @@ train:
   keep_last: 2
   seed: 0
   max_minutes: 8.0
-  threads: 1              # one core for the model, one for the loader worker (2 threads beside it spin-wait ~50x slower)
+  threads: 1              # one core for the model, one for the loader worker \
+(2 threads beside it spin-wait ~50x slower)
   wandb: disabled
 """
 
+# %% ../nbs/10_demo.ipynb #9d7a9b37
 def demo_config(data:str, # the dataset folder
                 overrides=() # 'section.key=value' strings
                )->Config:
     "The demo's `Config`, reading from `data`"
     return load_config(yaml.safe_load(DEMO_YAML), [f'data.root={data}', *overrides])
 
-# %% ../nbs/10_demo.ipynb #8be6c58c
+# %% ../nbs/10_demo.ipynb #24c7de11
 MARKER = '.echonet_ef_demo.json'                     # the demo's record of what it wrote in its output folder
 PARTS = ('data', 'run', 'report', 'metrics.json')    # everything the demo writes in its output folder
 MIN_VIDEOS = 3                                        # one TRAIN, one VAL and one TEST video at least
 
+# %% ../nbs/10_demo.ipynb #2a3fbaef
 def read_marker(out # the demo's output folder
                )->dict: # {'wrote': parts, 'data': {'n_videos', 'seed', 'complete'}, ...}; {} if there is no record
     "The demo's record of what it wrote in `out`"
     try: d = json.loads((Path(out)/MARKER).read_text())
     except (OSError, ValueError): return {}
-    return d if isinstance(d, dict) and d.get('tool') == 'echonet_ef_demo' and isinstance(d.get('wrote'), list) else {}
+    ok = isinstance(d, dict) and d.get('tool') == 'echonet_ef_demo' and isinstance(d.get('wrote'), list)
+    return d if ok else {}
 
+# %% ../nbs/10_demo.ipynb #9b9513ff
 def _record(out:Path, m:dict, part:Optional[str]=None, **kw)->dict:
     "Add `part` and `kw` to the demo's record in `out` (written before the part itself)"
-    m = dict(m, tool='echonet_ef_demo', version=__version__, wrote=sorted({*m.get('wrote', []), *([part] if part else [])}), **kw)
+    wrote = sorted({*m.get('wrote', []), *([part] if part else [])})
+    m = dict(m, tool='echonet_ef_demo', version=__version__, wrote=wrote, **kw)
     save_json(m, out/MARKER)
     return m
 
+# %% ../nbs/10_demo.ipynb #779266ec
 def claim_output(out:Path, # the demo's output folder
                  overwrite:bool # whether an earlier demo run there may be replaced
                 )->dict: # the demo's record of `out`
@@ -102,9 +110,9 @@ def claim_output(out:Path, # the demo's output folder
         raise EchoNetError(f"{out}: already holds a demo run; pass --overwrite to replace it")
     return m
 
-# %% ../nbs/10_demo.ipynb #37f51658
+# %% ../nbs/10_demo.ipynb #00fa91b1
 def _dataset(out:Path, m:dict, n_videos:int, seed:int, quiet:bool)->tuple:
-    "The demo's dataset in `out/data` and its updated record: reused if it is the demo's of this size and seed, else written"
+    "The demo's dataset in `out/data` and its updated record: reused if the demo wrote it at this size and seed"
     data, want = out/'data', dict(n_videos=n_videos, seed=seed)
     if m.get('data') == dict(want, complete=True):
         with contextlib.suppress(DataError):
@@ -116,12 +124,14 @@ def _dataset(out:Path, m:dict, n_videos:int, seed:int, quiet:bool)->tuple:
     if not quiet: print(f"  done in {time.time()-t0:.0f} s\n" + dataset_summary(df))
     return _record(out, m, data=dict(want, complete=True)), df
 
-# %% ../nbs/10_demo.ipynb #3b43406a
+# %% ../nbs/10_demo.ipynb #a3990935
 def _check_n(n_videos):
     "A one-line error for a bad number of videos, before anything is written"
     if isinstance(n_videos, bool) or not isinstance(n_videos, (int, np.integer)) or n_videos < MIN_VIDEOS:
-        raise ConfigError(f"n_videos must be a whole number >= {MIN_VIDEOS} (one TRAIN, VAL and TEST video at least), got {n_videos}")
+        raise ConfigError(f"n_videos must be a whole number >= {MIN_VIDEOS} "
+                          f"(one TRAIN, VAL and TEST video at least), got {n_videos}")
 
+# %% ../nbs/10_demo.ipynb #59f757ad
 def run_demo(out='demo_run', # output folder
              n_videos:int=1200, # synthetic videos to generate
              minutes:Optional[float]=None, # training time budget (default: the config's)
@@ -138,19 +148,21 @@ def run_demo(out='demo_run', # output folder
     new = [p for p in (out, *out.parents) if not p.exists() and not p.is_symlink()]
     try:
         try: out.mkdir(parents=True, exist_ok=True)
-        except OSError as e: raise DataError(f"{out}: cannot write the demo's output here ({e.strerror or e})") from None
+        except OSError as e:
+            raise DataError(f"{out}: cannot write the demo's output here ({e.strerror or e})") from None
         with lock_folder(out): return _run(out, cfg, n_videos, seed, overwrite, quiet, t0)
     except BaseException:
         for d in new:
             with contextlib.suppress(OSError): d.rmdir()      # only folders it made, and only if empty
         raise
 
+# %% ../nbs/10_demo.ipynb #ccc0b7b7
 def _run(out:Path, cfg:Config, n_videos:int, seed:int, overwrite:bool, quiet:bool, t0:float)->dict:
+    "The demo's steps in the locked folder `out`: dataset, training, evaluation, metrics.json"
     m = claim_output(out, overwrite)
     with contextlib.suppress(FileNotFoundError): (out/'metrics.json').unlink()   # the summary of the run being replaced
     m, _ = _dataset(out, m, n_videos, seed, quiet)
-    if not quiet: print(f"training a {cfg.model.videomae['num_hidden_layers']}-layer VideoMAE (hidden {cfg.model.videomae['hidden_size']}) "
-                        f"from scratch for up to {cfg.train.max_minutes} min ...")
+    if not quiet: print(_training_note(cfg))
     m = _record(out, m, 'run')
     st = Trainer(cfg, out/'run', overwrite=overwrite, quiet=quiet).fit()
     t_train = time.time()
@@ -165,18 +177,29 @@ def _run(out:Path, cfg:Config, n_videos:int, seed:int, overwrite:bool, quiet:boo
     if not quiet: print(_summary(met, out))
     return met
 
+# %% ../nbs/10_demo.ipynb #0fba3159
 def _store_ref_stats(out:Path, cfg:Config, n:int=40):
-    "Give the demo model the intensity/motion ranges of its training videos, for the predictor's out-of-distribution flag"
+    "Give the demo model the intensity/motion ranges of its training videos, for the out-of-distribution flag"
     tr = read_filelist(out/'data', 'TRAIN').FileName[:n]
     ref = reference_stats([out/'data'/'Videos'/f'{f}.avi' for f in tr], period=cfg.data.period)
     store_reference_stats(find_model(out/'run'), ref)
 
-def _summary(m, out)->str:
-    return (f"\nTEST: MAE {m['mae']:.2f} (always predicting the training mean: {m['baseline_mae']:.2f}; ratio {m['mae_ratio']:.2f}), "
-            f"RMSE {m['rmse']:.2f}, R² {m['r2']:.3f}, interval coverage {m['coverage']:.0%}\n"
-            f"{m['train_steps']} training steps; {m['total_minutes']:.1f} min in all. Report: {out/'report'}, metrics: {out/'metrics.json'}")
+# %% ../nbs/10_demo.ipynb #3a4ce238
+def _training_note(cfg:Config)->str:
+    "The line printed before training"
+    v = cfg.model.videomae
+    return (f"training a {v['num_hidden_layers']}-layer VideoMAE (hidden {v['hidden_size']}) "
+            f"from scratch for up to {cfg.train.max_minutes} min ...")
 
-# %% ../nbs/10_demo.ipynb #8a9c2ff4
+def _summary(m:dict, out)->str:
+    "The demo's closing summary of metrics `m`"
+    return (f"\nTEST: MAE {m['mae']:.2f} (always predicting the training mean: {m['baseline_mae']:.2f}; "
+            f"ratio {m['mae_ratio']:.2f}), RMSE {m['rmse']:.2f}, R² {m['r2']:.3f}, "
+            f"interval coverage {m['coverage']:.0%}\n"
+            f"{m['train_steps']} training steps; {m['total_minutes']:.1f} min in all. "
+            f"Report: {out/'report'}, metrics: {out/'metrics.json'}")
+
+# %% ../nbs/10_demo.ipynb #f90f25b5
 @call_parse
 @cli_errors
 def echonet_ef_demo(out:str='demo_run', # output folder

@@ -6,25 +6,25 @@
 __all__ = ['param_groups', 'warmup_cosine', 'amp_setup', 'predict_loader', 'save_checkpoint', 'load_checkpoint', 'TrainingError',
            'check_compatible', 'Trainer', 'wandb_mode', 'echonet_ef_train']
 
-# %% ../nbs/06_train.ipynb #c1cee767
-import os, sys, re, gc, math, time, json, shutil, random, signal, warnings, contextlib, tempfile, errno, weakref
+# %% ../nbs/06_train.ipynb #f92f021b
+import os, sys, re, gc, math, time, json, shutil, random, signal, warnings, contextlib, weakref
 from pathlib import Path
 from typing import Optional, Union
 import numpy as np, pandas as pd, torch, yaml
 import torch.distributed as dist
 from torch import nn
-from fastcore.basics import store_attr, patch
-from fastcore.script import call_parse, Param, store_true
+from fastcore.basics import patch
+from fastcore.script import call_parse, store_true
 from tqdm.auto import tqdm
-from .core import *
 from safetensors import SafetensorError
-from .data import get_dataloaders, read_filelist
+from .core import *
 from .dali_loader import make_dataloaders
-from .model import build_model, save_model, load_model, read_model_config, find_model, latest_checkpoint, step_checkpoints, recover_dir
+from .model import build_model, save_model, latest_checkpoint, step_checkpoints, recover_dir
+from .model import find_model  # re-exported: 09_app imports it from here
 from .metrics import regression_metrics
 from .loss import get_loss
 
-# %% ../nbs/06_train.ipynb #1418cfc4
+# %% ../nbs/06_train.ipynb #ac417e22
 def param_groups(model:nn.Module, # an `EchoNetRegressor` (its `backbone` gets `lr_backbone`)
                  ocfg:OptimConfig # learning rates and weight decay
                 )->list:
@@ -34,10 +34,12 @@ def param_groups(model:nn.Module, # an `EchoNetRegressor` (its `backbone` gets `
     for name, p in model.named_parameters():
         no_decay = p.ndim < 2 or 'norm' in name.lower() or name.endswith('.bias')
         groups[('backbone' if id(p) in bb else 'head', not no_decay)].append(p)
-    return [dict(params=ps, name=f'{part}{"" if decay else "_no_decay"}', lr=ocfg.lr_backbone if part == 'backbone' else ocfg.lr_head,
-                 weight_decay=ocfg.weight_decay if decay else 0.0) for (part, decay), ps in groups.items() if ps]
+    return [dict(params=ps, name=f'{part}{"" if decay else "_no_decay"}',
+                 lr=ocfg.lr_backbone if part == 'backbone' else ocfg.lr_head,
+                 weight_decay=ocfg.weight_decay if decay else 0.0)
+            for (part, decay), ps in groups.items() if ps]
 
-# %% ../nbs/06_train.ipynb #4c9da0d1
+# %% ../nbs/06_train.ipynb #9a0e79f9
 def warmup_cosine(step:int, # optimizer steps done
                   total:int, # optimizer steps in the run
                   warmup_frac:float=0.1, # fraction of `total` spent warming up
@@ -49,19 +51,21 @@ def warmup_cosine(step:int, # optimizer steps done
     t = min(1.0, (step-warm)/max(1, total-warm))
     return min_frac + (1-min_frac)*0.5*(1+math.cos(math.pi*t))
 
-# %% ../nbs/06_train.ipynb #364bdafe
+# %% ../nbs/06_train.ipynb #2f4986d1
 def amp_setup(amp:str, # auto, fp16, bf16 or fp32
               device:torch.device
              )->tuple: # (autocast dtype or None, use a GradScaler)
     "The autocast dtype and whether a GradScaler is needed for `amp` on `device`"
-    if amp not in ('auto', 'fp16', 'bf16', 'fp32'): raise ConfigError(f"config key 'train.amp': expected auto, fp16, bf16 or fp32, got {amp!r}")
+    if amp not in ('auto', 'fp16', 'bf16', 'fp32'):
+        raise ConfigError(f"config key 'train.amp': expected auto, fp16, bf16 or fp32, got {amp!r}")
     cuda = device.type == 'cuda'
     if amp == 'auto': amp = ('bf16' if torch.cuda.is_bf16_supported() else 'fp16') if cuda else 'fp32'
     if amp == 'fp32': return None, False
-    if amp == 'fp16' and not cuda: raise ConfigError("config key 'train.amp': fp16 needs a CUDA GPU; use bf16 or fp32 on CPU")
+    if amp == 'fp16' and not cuda:
+        raise ConfigError("config key 'train.amp': fp16 needs a CUDA GPU; use bf16 or fp32 on CPU")
     return (torch.float16, True) if amp == 'fp16' else (torch.bfloat16, False)
 
-# %% ../nbs/06_train.ipynb #4e3c574a
+# %% ../nbs/06_train.ipynb #f6a6d013
 @torch.no_grad()
 def predict_loader(model:nn.Module, dl, # an `EchoNetRegressor` and a loader of dict batches
                    device=None, # default: the model's device
@@ -81,77 +85,87 @@ def predict_loader(model:nn.Module, dl, # an `EchoNetRegressor` and a loader of 
         p = p.view(-1, n).mean(1).cpu().numpy()
         rows += list(zip(b['filename'], b['labels'].numpy().astype(float), p.astype(float)))
     model.train(was)
-    return pd.DataFrame(rows, columns=['FileName', 'EF', 'EF_pred']).drop_duplicates('FileName').reset_index(drop=True)
+    df = pd.DataFrame(rows, columns=['FileName', 'EF', 'EF_pred'])
+    return df.drop_duplicates('FileName').reset_index(drop=True)
 
-# %% ../nbs/06_train.ipynb #53e5c867
+# %% ../nbs/06_train.ipynb #a2511849
 def _rng_state()->dict:
+    "Python's and NumPy's global RNG states as JSON-able lists"
     st = np.random.get_state()
     return dict(python=json.loads(json.dumps(random.getstate())), numpy=[st[0], st[1].tolist(), *st[2:]])
 
 def _set_rng_state(d:dict):
+    "Restore RNG states saved by `_rng_state`"
     py = d['python']; random.setstate((py[0], tuple(py[1]), py[2]))
     np_ = d['numpy']; np.random.set_state((np_[0], np.array(np_[1], dtype=np.uint32), *np_[2:]))
 
+# %% ../nbs/06_train.ipynb #3c5d3711
 def save_checkpoint(path, # checkpoint folder to write (replaced atomically)
                     model, opt, sched, scaler, # training objects (`scaler` may be None)
                     state:dict, # JSON-able training state (step, epoch, config, history, ...)
                     extra:Optional[dict]=None # model metadata for `save_model`
                    )->Path:
     "Write a full training checkpoint to the folder `path`, atomically"
+    cuda_rng = torch.cuda.get_rng_state_all() if torch.cuda.is_available() else []
     trainer = dict(optimizer=opt.state_dict(), scheduler=sched.state_dict(),
                    scaler=scaler.state_dict() if scaler is not None else {},
-                   torch_rng=torch.get_rng_state(), cuda_rng=torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [])
+                   torch_rng=torch.get_rng_state(), cuda_rng=cuda_rng)
     with atomic_dir(path) as tmp:
         save_model(model, tmp/'model', extra=extra)
         torch.save(trainer, tmp/'trainer.pt')
         save_json({**state, 'rng': _rng_state()}, tmp/'state.json')
     return Path(path)
 
+# %% ../nbs/06_train.ipynb #94807361
 def load_checkpoint(path)->tuple: # (state dict, trainer dict)
     "Read the training state of the checkpoint folder `path` (safely: JSON and `weights_only` tensors)"
     path = Path(path)
     for f in ('state.json', 'trainer.pt', 'model/config.json'):
         if not (path/f).is_file(): raise CheckpointError(f"{path}: not a training checkpoint (no {f})")
     try: trainer = torch.load(path/'trainer.pt', map_location='cpu', weights_only=True)
-    except Exception as e: raise CheckpointError(f"{path/'trainer.pt'}: unreadable ({str(e).splitlines()[0]})") from None
+    except Exception as e:
+        raise CheckpointError(f"{path/'trainer.pt'}: unreadable ({first_line(e)})") from None
     return json.loads((path/'state.json').read_text()), trainer
 
-# %% ../nbs/06_train.ipynb #fae2cc31
+# %% ../nbs/06_train.ipynb #055d27c7
 class TrainingError(EchoNetError, RuntimeError):
     "Training cannot go on (e.g. the loss keeps being non-finite)"
 
-# %% ../nbs/06_train.ipynb #1f93aa60
+_DIVERGED = "lower optim.lr_head/optim.lr_backbone or set train.amp=fp32"
+
+# %% ../nbs/06_train.ipynb #47be0547
 def _dist_info()->tuple:
     "(rank, world_size, local_rank) from torchrun's environment"
     return int(os.environ.get('RANK', 0)), int(os.environ.get('WORLD_SIZE', 1)), int(os.environ.get('LOCAL_RANK', 0))
 
-def _holds_run(out:Path)->bool: return (out/'config.yaml').exists() or (out/'checkpoints').exists()
-
-# %% ../nbs/06_train.ipynb #287b4b51
+# %% ../nbs/06_train.ipynb #dd6c5193
 def _arch(cfg:dict)->dict:
+    "The config keys that decide the model's architecture"
     m, d = cfg['model'], cfg['data']
-    return {'model.backbone': m['backbone'], 'model.videomae': m['videomae'], 'model.pool': m['pool'], 'model.stem': m.get('stem', 'none'),
-            'data.size': d['size'], 'data.clip_len': d['clip_len']}
+    return {'model.backbone': m['backbone'], 'model.videomae': m['videomae'], 'model.pool': m['pool'],
+            'model.stem': m.get('stem', 'none'), 'data.size': d['size'], 'data.clip_len': d['clip_len']}
 
 def check_compatible(saved:dict, cfg:Config, ckpt):
     "Raise `CheckpointError` if checkpoint `ckpt`'s config `saved` describes another model than `cfg`"
     a, b = _arch(saved), _arch(config_dict(cfg))
     for k in a:
-        if a[k] != b[k]: raise CheckpointError(f"{ckpt}: checkpoint was trained with {k}={a[k]!r}, but this config has {k}={b[k]!r}")
+        if a[k] != b[k]:
+            raise CheckpointError(f"{ckpt}: checkpoint was trained with {k}={a[k]!r}, but this config has {k}={b[k]!r}")
 
-# %% ../nbs/06_train.ipynb #29ed38dd
+# %% ../nbs/06_train.ipynb #97611321
 class Trainer:
     "A training run of `cfg` writing to `out`; holds the folder's lock until `fit` ends or `close` is called"
     def __init__(self, cfg:Config, # the run's config (data.root must be set)
                  out, # output folder
-                 resume:Union[bool,str]=False, # True: continue from the newest checkpoint in `out`; or a checkpoint path
+                 resume:Union[bool,str]=False, # True: from the newest checkpoint in `out`; or a checkpoint path
                  overwrite:bool=False, # replace a different run in `out`
                  quiet:bool=False # no progress bar
                 ):
         self.cfg, self.out, self.quiet = cfg, Path(out), quiet
         self.rank, self.world, self.local_rank = _dist_info()
         self.is_main = self.rank == 0
-        self._lock, self._key, self.interrupted, self._saved_step, self.wb = contextlib.ExitStack(), None, None, None, None
+        self._lock, self._key, self._saved_step = contextlib.ExitStack(), None, None
+        self.interrupted, self.wb = None, None
         made = self.is_main and not self.out.exists()
         try: self._build(resume, overwrite)
         except BaseException:
@@ -160,57 +174,61 @@ class Trainer:
                 with contextlib.suppress(OSError): self.out.rmdir()  # the folder this run created, if still empty
             raise
 
-    def _build(self, resume, overwrite):
-        "Lock and check `out`, build data, model, optimizer and loss, restore a checkpoint, then claim `out`"
-        cfg = self.cfg
-        self._setup_dist()
-        self._lock_out()
-        self._setup_out(resume, overwrite)
-        if self.device.type == 'cpu' and cfg.train.threads: torch.set_num_threads(cfg.train.threads)
-        set_seed(cfg.train.seed + self.rank)
-        self.autocast_dtype, use_scaler = amp_setup(cfg.train.amp, self.device)
-        self.dls = make_dataloaders(cfg.data, splits=('TRAIN', 'VAL'), seed=cfg.train.seed, rank=self.rank, world_size=self.world)
-        self.ef_mean = float(self.dls['TRAIN'].dataset.df.EF.mean())
-        self.model = build_model(cfg.model, image_size=cfg.data.size, num_frames=cfg.data.clip_len).to(self.device)
-        if cfg.model.gradient_checkpointing: self.model.set_gradient_checkpointing(True)
-        self.opt = torch.optim.AdamW(param_groups(self.model, cfg.optim), betas=tuple(cfg.optim.betas))
-        o, t = cfg.optim, cfg.train.max_steps
-        self.sched = torch.optim.lr_scheduler.LambdaLR(self.opt, lambda s: warmup_cosine(s, t, o.warmup_frac, o.min_lr_frac))
-        self.scaler = torch.amp.GradScaler('cuda') if use_scaler else None
-        self.loss_fn = get_loss(cfg.loss)
-        self.state = dict(step=0, epoch=0, batch=0, best_mae=None, best_step=None, bad_evals=0, nonfinite=0,
-                          nonfinite_run=0, history=[], stopped=None)
-        if self.ckpt is not None: self._restore(self.ckpt)
-        self.ddp = (torch.nn.parallel.DistributedDataParallel(self.model, device_ids=[self.device.index] if self.device.type == 'cuda' else None)
-                    if self.world > 1 else None)
-        self._start_out(resume, overwrite)   # last: a config that fails to build leaves `out` as it was
+# %% ../nbs/06_train.ipynb #bc519944
+@patch
+def _build(self:Trainer, resume, overwrite):
+    "Lock and check `out`, build data, model, optimizer and loss, restore a checkpoint, then claim `out`"
+    self._setup_dist()
+    self._lock_out()
+    self._setup_out(resume, overwrite)
+    self._build_parts()
+    if self.ckpt is not None: self._restore(self.ckpt)
+    ids = [self.device.index] if self.device.type == 'cuda' else None
+    self.ddp = torch.nn.parallel.DistributedDataParallel(self.model, device_ids=ids) if self.world > 1 else None
+    self._start_out(resume, overwrite)   # last: a config that fails to build leaves `out` as it was
 
-# %% ../nbs/06_train.ipynb #cdf69d34
+# %% ../nbs/06_train.ipynb #5357e53e
+@patch
+def _setup_dist(self:Trainer):
+    "Join the process group (under torchrun) and choose this process's device"
+    if self.world > 1 and not dist.is_initialized():
+        dist.init_process_group('nccl' if torch.cuda.is_available() else 'gloo')
+    dev = get_device(self.cfg.train.device)
+    if dev.type == 'cuda' and self.world > 1: dev = torch.device('cuda', self.local_rank); torch.cuda.set_device(dev)
+    self.device = dev
+
+# %% ../nbs/06_train.ipynb #7ed404af
 _running = weakref.WeakValueDictionary()  # resolved output folder -> the Trainer of this process that holds it
 
+@patch
+def _take_lock(self:Trainer):
+    "Create `out` and lock it for this Trainer (process 0), then tidy its unfinished checkpoints"
+    try: self.out.mkdir(parents=True, exist_ok=True)
+    except OSError as e: raise EchoNetError(f"{self.out}: output folder is not writable ({e.strerror or e})") from None
+    key = str(self.out.resolve())
+    if _running.get(key) is not None: gc.collect()  # a Trainer that is garbage but not yet collected holds nothing
+    if _running.get(key) is not None:
+        raise FolderLockedError(f"{self.out}: in use by another Trainer in this process (PID {os.getpid()}); "
+                                "let its fit() finish or call its close()")
+    try: self._lock.enter_context(lock_folder(self.out))
+    except OSError as e: raise EchoNetError(f"{self.out}: output folder is not writable ({e.strerror or e})") from None
+    _running[key], self._key = self, key
+    _tidy_checkpoints(self.out, self.quiet)
+
+# %% ../nbs/06_train.ipynb #b9955a9f
 @patch
 def _lock_out(self:Trainer):
     "Take the lock on `out` (process 0); every process raises if it could not be taken"
     err = None
     if self.is_main:
-        try:
-            try: self.out.mkdir(parents=True, exist_ok=True)
-            except OSError as e: raise EchoNetError(f"{self.out}: output folder is not writable ({e.strerror or e})") from None
-            key = str(self.out.resolve())
-            if _running.get(key) is not None: gc.collect()  # a Trainer that is garbage but not yet collected holds nothing
-            if _running.get(key) is not None:
-                raise FolderLockedError(f"{self.out}: in use by another Trainer in this process (PID {os.getpid()}); "
-                                        "let its fit() finish or call its close()")
-            try: self._lock.enter_context(lock_folder(self.out))
-            except OSError as e: raise EchoNetError(f"{self.out}: output folder is not writable ({e.strerror or e})") from None
-            _running[key], self._key = self, key
-            _tidy_checkpoints(self.out, self.quiet)
+        try: self._take_lock()
         except EchoNetError as e: err = e
     if self.world > 1:
         msg = [str(err) if err is not None else None]; dist.broadcast_object_list(msg, src=0)
         if msg[0] is not None and err is None: err = FolderLockedError(msg[0])
     if err is not None: raise err
 
+# %% ../nbs/06_train.ipynb #7acfd3fe
 @patch
 def close(self:Trainer):
     "Release the output folder (`fit` does it when it ends)"
@@ -219,15 +237,22 @@ def close(self:Trainer):
     self._lock.close()
 
 @patch
-def __enter__(self:Trainer): return self
+def __enter__(self:Trainer):
+    "The Trainer itself; `close` is called at the end of the `with` block"
+    return self
+
 @patch
-def __exit__(self:Trainer, *exc): self.close()
+def __exit__(self:Trainer, *exc):
+    "Release the output folder"
+    self.close()
+
 @patch
 def __del__(self:Trainer):
+    "Release the output folder of a Trainer that is garbage-collected"
     try: self.close()
     except Exception: pass  # at interpreter exit the modules may be gone
 
-# %% ../nbs/06_train.ipynb #2206574c
+# %% ../nbs/06_train.ipynb #7616702a
 _CKPT_NAME = r'(best_model|model_step_\d+)'
 
 def _tidy_checkpoints(out:Path, quiet:bool=False)->list:
@@ -239,24 +264,31 @@ def _tidy_checkpoints(out:Path, quiet:bool=False)->list:
         if (m := re.fullmatch(rf'\.{_CKPT_NAME}\.old', p.name)):
             if recover_dir(ck/m[1]) == ck/m[1] and p.exists(): shutil.rmtree(p); gone.append(p.name)
         elif re.fullmatch(rf'\.{_CKPT_NAME}\.[a-z0-9_]{{8}}\.tmp', p.name): shutil.rmtree(p); gone.append(p.name)
-    if gone and not quiet: print(f"{ck}: removed {len(gone)} unfinished checkpoint folder(s) of an interrupted run", file=sys.stderr)
+    if gone and not quiet:
+        print(f"{ck}: removed {len(gone)} unfinished checkpoint folder(s) of an interrupted run", file=sys.stderr)
     return gone
 
-# %% ../nbs/06_train.ipynb #6babe373
+# %% ../nbs/06_train.ipynb #da421e1a
+def _holds_run(out:Path)->bool: return (out/'config.yaml').exists() or (out/'checkpoints').exists()
+
 @patch
 def _setup_out(self:Trainer, resume, overwrite):
+    "Check `out` and find the checkpoint to resume from (`self.ckpt`), before anything is written"
     out, cfg = self.out, self.cfg
     self.ckpt = None
     if resume:
         self.ckpt = latest_checkpoint(out) if resume is True else recover_dir(Path(resume))
-        if self.ckpt is None: raise CheckpointError(f"{out}: no checkpoint to resume from (no checkpoints/model_step_<N>)")
+        if self.ckpt is None:
+            raise CheckpointError(f"{out}: no checkpoint to resume from (no checkpoints/model_step_<N>)")
         saved, _ = load_checkpoint(self.ckpt)
         check_compatible(saved['config'], cfg, self.ckpt)
     elif _holds_run(out) and not overwrite:
-        raise EchoNetError(f"{out}: already holds a run (config.yaml, checkpoints/); pass --resume to continue it or --overwrite to replace it")
+        raise EchoNetError(f"{out}: already holds a run (config.yaml, checkpoints/); "
+                           "pass --resume to continue it or --overwrite to replace it")
     if self.world > 1: dist.barrier()  # every process has checked `out` before process 0 writes to it
     if self.is_main: check_writable(out)
 
+# %% ../nbs/06_train.ipynb #ecf09002
 @patch
 def _start_out(self:Trainer, resume, overwrite):
     "Claim `out` for this run (process 0), once everything the config names has been built"
@@ -268,17 +300,32 @@ def _start_out(self:Trainer, resume, overwrite):
             elif (out/p).exists(): os.remove(out/p)
     with atomic_write(out/'config.yaml') as f: yaml.safe_dump(config_dict(self.cfg), f, sort_keys=False)
 
+# %% ../nbs/06_train.ipynb #f6555c55
 @patch
-def _setup_dist(self:Trainer):
-    if self.world > 1 and not dist.is_initialized():
-        dist.init_process_group('nccl' if torch.cuda.is_available() else 'gloo')
-    dev = get_device(self.cfg.train.device)
-    if dev.type == 'cuda' and self.world > 1: dev = torch.device('cuda', self.local_rank); torch.cuda.set_device(dev)
-    self.device = dev
+def _build_parts(self:Trainer):
+    "Build the loaders, model, optimizer, schedule, scaler, loss and the initial training state"
+    cfg = self.cfg
+    if self.device.type == 'cpu' and cfg.train.threads: torch.set_num_threads(cfg.train.threads)
+    set_seed(cfg.train.seed + self.rank)
+    self.autocast_dtype, use_scaler = amp_setup(cfg.train.amp, self.device)
+    self.dls = make_dataloaders(cfg.data, splits=('TRAIN', 'VAL'), seed=cfg.train.seed, rank=self.rank,
+                                world_size=self.world)
+    self.ef_mean = float(self.dls['TRAIN'].dataset.df.EF.mean())
+    self.model = build_model(cfg.model, image_size=cfg.data.size, num_frames=cfg.data.clip_len).to(self.device)
+    if cfg.model.gradient_checkpointing: self.model.set_gradient_checkpointing(True)
+    self.opt = torch.optim.AdamW(param_groups(self.model, cfg.optim), betas=tuple(cfg.optim.betas))
+    o, t = cfg.optim, cfg.train.max_steps
+    self.sched = torch.optim.lr_scheduler.LambdaLR(self.opt,
+                                                   lambda s: warmup_cosine(s, t, o.warmup_frac, o.min_lr_frac))
+    self.scaler = torch.amp.GradScaler('cuda') if use_scaler else None
+    self.loss_fn = get_loss(cfg.loss)
+    self.state = dict(step=0, epoch=0, batch=0, best_mae=None, best_step=None, bad_evals=0, nonfinite=0,
+                      nonfinite_run=0, history=[], stopped=None)
 
-# %% ../nbs/06_train.ipynb #96ccbc03
+# %% ../nbs/06_train.ipynb #d569b8db
 @patch
 def _restore(self:Trainer, ckpt:Path):
+    "Continue from checkpoint `ckpt`: weights, optimizer, schedule, scaler, RNG states and training state"
     state, tr = load_checkpoint(ckpt)
     from safetensors.torch import load_file
     self.model.load_state_dict(load_file(str(ckpt/'model'/'model.safetensors')))
@@ -291,29 +338,38 @@ def _restore(self:Trainer, ckpt:Path):
     self.state.update(state, stopped=None)
     if self.is_main: print(f"resumed from {ckpt} at step {self.state['step']}")
 
+# %% ../nbs/06_train.ipynb #fe6756bb
+@patch
+def _model_extra(self:Trainer)->dict:
+    "The metadata saved with the model: input size, clip sampling, normalisation, mean EF and step"
+    d = self.cfg.data
+    return dict(image_size=d.size, num_frames=d.clip_len, period=d.period, ref_fps=d.ref_fps, mean=list(d.mean),
+                std=list(d.std), ef_mean=self.ef_mean, step=self.state['step'])
+
+# %% ../nbs/06_train.ipynb #99c05935
+def _why(e:Exception)->str:
+    "The reason in exception `e`, in a few words: the OS's text, else the first line of its message, else its type"
+    return e.strerror if isinstance(e, OSError) and e.strerror else first_line(e).strip()
+
 @patch
 def save(self:Trainer, name:str)->Optional[Path]:
     "Write checkpoint `checkpoints/<name>` (rank 0 only); never one with non-finite weights"
+    ck = self.out/'checkpoints'/name
     if not torch.stack([torch.isfinite(p).all() for p in self.model.parameters()]).all():
-        raise TrainingError(f"{self.out/'checkpoints'/name}: not written: the weights are non-finite at step {self.state['step']}; {_DIVERGED}")
+        raise TrainingError(f"{ck}: not written: the weights are non-finite at step {self.state['step']}; {_DIVERGED}")
     if not self.is_main: return None
-    extra = dict(image_size=self.cfg.data.size, num_frames=self.cfg.data.clip_len, period=self.cfg.data.period,
-                 ref_fps=self.cfg.data.ref_fps, mean=list(self.cfg.data.mean), std=list(self.cfg.data.std),
-                 ef_mean=self.ef_mean, step=self.state['step'])
     try:
-        p = save_checkpoint(self.out/'checkpoints'/name, self.model, self.opt, self.sched, self.scaler,
-                            {**self.state, 'config': config_dict(self.cfg)}, extra=extra)
-    except (OSError, RuntimeError, SafetensorError) as e:  # a full disk: OSError from files, RuntimeError from torch.save, SafetensorError
-        why = e.strerror if isinstance(e, OSError) and e.strerror else (str(e).strip().splitlines() or [type(e).__name__])[0].strip()
-        raise EchoNetError(f"{self.out/'checkpoints'/name}: could not write checkpoint ({why}); earlier checkpoints are intact") from None
+        p = save_checkpoint(ck, self.model, self.opt, self.sched, self.scaler,
+                            {**self.state, 'config': config_dict(self.cfg)}, extra=self._model_extra())
+    except (OSError, RuntimeError, SafetensorError) as e:  # a full disk, as files, torch.save or safetensors say it
+        raise EchoNetError(f"{ck}: could not write checkpoint ({_why(e)}); earlier checkpoints are intact") from None
     if not self.quiet: tqdm.write(f"saved checkpoints/{name}")
     return p
 
-_DIVERGED = "lower optim.lr_head/optim.lr_backbone or set train.amp=fp32"
-
-# %% ../nbs/06_train.ipynb #7fda98ec
+# %% ../nbs/06_train.ipynb #c523fe9f
 @patch
 def _micro_batches(self:Trainer):
+    "Training batches without end, epoch after epoch, counting the epoch and the batch in `state`"
     dl = self.dls['TRAIN']
     while True:
         dl.sampler.set_epoch(self.state['epoch'], self.state['batch']*dl.batch_size)
@@ -322,19 +378,20 @@ def _micro_batches(self:Trainer):
             yield b
         self.state['epoch'] += 1; self.state['batch'] = 0
 
+# %% ../nbs/06_train.ipynb #26130b0a
 @patch
 def _forward_loss(self:Trainer, b)->torch.Tensor:
+    "The loss of batch `b`"
     x, y = b['pixel_values'].to(self.device, non_blocking=True), b['labels'].to(self.device)
     with torch.autocast(self.device.type, dtype=self.autocast_dtype, enabled=self.autocast_dtype is not None):
         p = (self.ddp or self.model)(x)
     return self.loss_fn(p.float(), y.float())
 
-# %% ../nbs/06_train.ipynb #f66470ea
+# %% ../nbs/06_train.ipynb #385fd06b
 @patch
-def train_step(self:Trainer, batches)->Optional[float]:
-    "One optimizer step over `grad_accum` micro-batches from `batches`; the loss, or None if it was skipped"
+def _accumulate(self:Trainer, batches)->tuple:
+    "Backpropagate `grad_accum` micro-batches from `batches`: (loss sum, batches used, every loss finite)"
     acc, tot, n, finite = self.cfg.train.grad_accum, 0.0, 0, True
-    self.model.freeze_backbone(self.state['step'] < self.cfg.model.freeze_backbone_steps)
     for i in range(acc):
         b = next(batches)
         self.state['batch'] += 1
@@ -347,15 +404,26 @@ def train_step(self:Trainer, batches)->Optional[float]:
             (self.scaler.scale(l) if self.scaler else l).backward()
         tot += loss.item(); n += 1
     if self.ddp is not None:
-        flag = torch.tensor([float(finite)], device=self.device); dist.all_reduce(flag, op=dist.ReduceOp.MIN); finite = bool(flag.item())
-    if not finite or n == 0:
-        self.opt.zero_grad(set_to_none=True)
-        self.state['nonfinite'] += 1; self.state['nonfinite_run'] += 1
-        if self.state['nonfinite_run'] >= self.cfg.train.max_nonfinite:
-            raise TrainingError(f"the loss was non-finite for {self.state['nonfinite_run']} steps in a row (at step {self.state['step']}); {_DIVERGED}")
-        warnings.warn(f"non-finite loss at step {self.state['step']}: step skipped ({self.state['nonfinite']} so far)")
-        return None
-    self.state['nonfinite_run'] = 0
+        flag = torch.tensor([float(finite)], device=self.device)
+        dist.all_reduce(flag, op=dist.ReduceOp.MIN); finite = bool(flag.item())
+    return tot, n, finite
+
+# %% ../nbs/06_train.ipynb #535fe7f9
+@patch
+def _skip_step(self:Trainer):
+    "Drop the gradients of a step with a non-finite loss; `TrainingError` after `max_nonfinite` in a row"
+    st = self.state
+    self.opt.zero_grad(set_to_none=True)
+    st['nonfinite'] += 1; st['nonfinite_run'] += 1
+    if st['nonfinite_run'] >= self.cfg.train.max_nonfinite:
+        raise TrainingError(f"the loss was non-finite for {st['nonfinite_run']} steps in a row (at step {st['step']}); "
+                            f"{_DIVERGED}")
+    warnings.warn(f"non-finite loss at step {st['step']}: step skipped ({st['nonfinite']} so far)")
+
+# %% ../nbs/06_train.ipynb #9fbc9bbb
+@patch
+def _optimizer_step(self:Trainer):
+    "Unscale and clip the gradients, step the optimizer and the schedule, and count the step"
     if self.scaler: self.scaler.unscale_(self.opt)
     if self.cfg.optim.clip_norm > 0: torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.optim.clip_norm)
     if self.scaler: self.scaler.step(self.opt); self.scaler.update()
@@ -363,9 +431,19 @@ def train_step(self:Trainer, batches)->Optional[float]:
     self.opt.zero_grad(set_to_none=True)
     self.sched.step()
     self.state['step'] += 1
+
+# %% ../nbs/06_train.ipynb #ed9c040e
+@patch
+def train_step(self:Trainer, batches)->Optional[float]:
+    "One optimizer step over `grad_accum` micro-batches from `batches`; the loss, or None if it was skipped"
+    self.model.freeze_backbone(self.state['step'] < self.cfg.model.freeze_backbone_steps)
+    tot, n, finite = self._accumulate(batches)
+    if not finite or n == 0: return self._skip_step()
+    self.state['nonfinite_run'] = 0
+    self._optimizer_step()
     return tot / n
 
-# %% ../nbs/06_train.ipynb #7bf2e735
+# %% ../nbs/06_train.ipynb #74769fff
 @patch
 def validate(self:Trainer)->dict:
     "Val loss, MAE, RMSE, R² and per-bin MAE of the current model"
@@ -374,22 +452,27 @@ def validate(self:Trainer)->dict:
         parts = [None]*self.world; dist.all_gather_object(parts, pr)
         pr = pd.concat(parts).drop_duplicates('FileName').reset_index(drop=True)
     m = regression_metrics(pr.EF, pr.EF_pred)
-    m['loss'] = float(self.loss_fn(torch.tensor(pr.EF_pred.values, dtype=torch.float32), torch.tensor(pr.EF.values, dtype=torch.float32)))
+    ef, pred = (torch.tensor(v.values, dtype=torch.float32) for v in (pr.EF, pr.EF_pred))
+    m['loss'] = float(self.loss_fn(pred, ef))
     return m
 
+# %% ../nbs/06_train.ipynb #d700798f
 @patch
 def _track(self:Trainer, m:dict)->bool:
     "Update the best val MAE and early stopping with metrics `m`; True if `m` is the best so far"
     st, step = self.state, self.state['step']
     bad = [k for k in ('loss', 'mae', 'rmse') if not math.isfinite(m[k])]
-    if bad: raise TrainingError(f"the validation {bad[0]} is non-finite at step {step} (the weights diverged; no checkpoint written); {_DIVERGED}")
+    if bad: raise TrainingError(f"the validation {bad[0]} is non-finite at step {step} "
+                                f"(the weights diverged; no checkpoint written); {_DIVERGED}")
     improved = st['best_mae'] is None or m['mae'] < st['best_mae']
     if improved: st.update(best_mae=m['mae'], best_step=step, bad_evals=0)
     else: st['bad_evals'] += 1
     if st['bad_evals'] >= self.cfg.train.patience:
-        st['stopped'] = f"early stopping: val MAE has not improved for {st['bad_evals']} validations (best {st['best_mae']:.2f} at step {st['best_step']})"
+        st['stopped'] = (f"early stopping: val MAE has not improved for {st['bad_evals']} validations "
+                         f"(best {st['best_mae']:.2f} at step {st['best_step']})")
     return improved
 
+# %% ../nbs/06_train.ipynb #b4c90004
 @patch
 def _save_validation(self:Trainer, improved:bool):
     "Write `model_step_<N>` (and `best_model` if `improved`), keeping the last `keep_last` step checkpoints"
@@ -399,7 +482,7 @@ def _save_validation(self:Trainer, improved:bool):
     if self.is_main:
         for old in step_checkpoints(self.out)[:-self.cfg.train.keep_last]: shutil.rmtree(old, ignore_errors=True)
 
-# %% ../nbs/06_train.ipynb #ac255365
+# %% ../nbs/06_train.ipynb #8a664e95
 def wandb_mode(mode:str='auto', # auto, online, offline or disabled (`train.wandb`)
                env=None, # the environment; default `os.environ`
                home=None # the home folder holding `.netrc`; default the user's
@@ -412,26 +495,30 @@ def wandb_mode(mode:str='auto', # auto, online, offline or disabled (`train.wand
     has_key = bool(env.get('WANDB_API_KEY')) or (netrc.is_file() and 'api.wandb.ai' in netrc.read_text())
     return 'online' if has_key else 'offline'
 
+# %% ../nbs/06_train.ipynb #e606e08e
 @patch
 def _init_wandb(self:Trainer):
+    "Start W&B logging on process 0 as `wandb_mode` says; warn and go on without it if it fails"
     self.wb = None
     mode = wandb_mode(self.cfg.train.wandb)
     if not self.is_main or mode == 'disabled': return
     try:
         import wandb
-        self.wb = wandb.init(project=self.cfg.train.wandb_project, dir=str(self.out), mode=mode, config=config_dict(self.cfg),
-                             resume='allow', id=self._wandb_id(), settings=wandb.Settings(silent=True))
+        self.wb = wandb.init(project=self.cfg.train.wandb_project, dir=str(self.out), mode=mode,
+                             config=config_dict(self.cfg), resume='allow', id=self._wandb_id(),
+                             settings=wandb.Settings(silent=True))
     except Exception as e:
         warnings.warn(f"W&B logging off: {str(e).splitlines()[0] if str(e) else type(e).__name__}"); self.wb = None
 
 @patch
 def _wandb_id(self:Trainer)->str:
+    "The W&B run id of this output folder, made the first time"
     f = self.out/'wandb_id.txt'
     if not f.exists():
         with atomic_write(f) as o: o.write(f"{int(time.time())}-{os.getpid()}")
     return f.read_text().strip()
 
-# %% ../nbs/06_train.ipynb #aa5763d1
+# %% ../nbs/06_train.ipynb #a911f67b
 @patch
 def log(self:Trainer, row:dict):
     "Record `row` in the history, metrics.csv and W&B"
@@ -443,6 +530,7 @@ def log(self:Trainer, row:dict):
     except OSError as e: raise EchoNetError(f"{self.out/'metrics.csv'}: could not write ({e.strerror or e})") from None
     if self.wb is not None: self.wb.log({k: v for k, v in row.items() if k != 'step' and v == v}, step=row['step'])
 
+# %% ../nbs/06_train.ipynb #61580d21
 @patch
 def plot_curves(self:Trainer)->Optional[Path]:
     "Save the training-loss and val-MAE curves as loss_curve.png"
@@ -460,10 +548,14 @@ def plot_curves(self:Trainer)->Optional[Path]:
     plt.close(fig)
     return self.out/'loss_curve.png'
 
-# %% ../nbs/06_train.ipynb #00fec98b
+# %% ../nbs/06_train.ipynb #36274a5a
+def _main_thread()->bool:
+    "Whether this is the main thread (the only one that may install signal handlers)"
+    import threading; return threading.current_thread() is threading.main_thread()
+
 @contextlib.contextmanager
 def _stop_on_signal(t:Trainer):
-    "While the block runs, SIGTERM and SIGINT only record the signal in `t._signal`; a second one raises KeyboardInterrupt"
+    "While the block runs, SIGTERM and SIGINT only set `t._signal`; a second signal raises KeyboardInterrupt"
     t._signal = None
     if not _main_thread(): yield; return
     def handler(sig, frame):
@@ -474,9 +566,7 @@ def _stop_on_signal(t:Trainer):
     finally:
         for s, h in old.items(): signal.signal(s, h)
 
-def _main_thread()->bool:
-    import threading; return threading.current_thread() is threading.main_thread()
-
+# %% ../nbs/06_train.ipynb #fa34399f
 @patch
 def _signalled(self:Trainer)->Optional[int]:
     "The signal received by any process since the run started, or None"
@@ -485,19 +575,17 @@ def _signalled(self:Trainer)->Optional[int]:
         t = torch.tensor([sig], device=self.device); dist.all_reduce(t, op=dist.ReduceOp.MAX); sig = int(t.item())
     return sig or None
 
-# %% ../nbs/06_train.ipynb #a3154eb9
+# %% ../nbs/06_train.ipynb #f8b25368
 @patch
 def fit(self:Trainer, callback=None # called as callback(trainer) after every optimizer step (tests use it)
        )->dict: # the final state
     "Train until max_steps, early stopping, the time budget or a signal; then release the output folder"
-    if self.is_main and self._key is None: raise TrainingError(f"{self.out}: this Trainer has been closed (or has run); build a new one")
+    if self.is_main and self._key is None:
+        raise TrainingError(f"{self.out}: this Trainer has been closed (or has run); build a new one")
     try:
         self._init_wandb()
         with _stop_on_signal(self): self._loop(callback)
-        if self.interrupted and self.is_main:
-            ck = self.out/'checkpoints'/f"model_step_{self.state['step']}"
-            print(f"interrupted by {signal.Signals(self.interrupted).name} at step {self.state['step']}: checkpoint {ck} saved; "
-                  "continue with --resume", file=sys.stderr)
+        if self.interrupted and self.is_main: self._report_interrupt()
         self.plot_curves()
         if self.ddp is not None: self._check_sync()
     finally:
@@ -505,11 +593,22 @@ def fit(self:Trainer, callback=None # called as callback(trainer) after every op
         self.close()
     return self.state
 
+# %% ../nbs/06_train.ipynb #096b2235
+@patch
+def _report_interrupt(self:Trainer):
+    "Say on stderr which signal stopped the run, where its checkpoint is, and how to continue"
+    step = self.state['step']
+    print(f"interrupted by {signal.Signals(self.interrupted).name} at step {step}: "
+          f"checkpoint {self.out/'checkpoints'/f'model_step_{step}'} saved; continue with --resume", file=sys.stderr)
+
+# %% ../nbs/06_train.ipynb #0d5fab53
 @patch
 def _loop(self:Trainer, callback=None):
+    "Optimizer steps until the run is done or a signal arrives"
     c, st = self.cfg.train, self.state
     batches, t0, seen = self._micro_batches(), time.time(), 0
-    bar = tqdm(total=c.max_steps, initial=st['step'], disable=self.quiet or not self.is_main, desc='train', dynamic_ncols=True)
+    bar = tqdm(total=c.max_steps, initial=st['step'], disable=self.quiet or not self.is_main, desc='train',
+               dynamic_ncols=True)
     self.model.train()
     try:
         while st['step'] < c.max_steps and not st['stopped']:
@@ -517,44 +616,85 @@ def _loop(self:Trainer, callback=None):
             seen += c.grad_accum*self.cfg.data.batch_size*self.world
             if loss is not None: self._after_step(loss, bar, t0, seen)
             if callback is not None: callback(self)
-            if (sig := self._signalled()):
-                self.interrupted = sig
-                st['stopped'] = f"interrupted by {signal.Signals(sig).name} at step {st['step']}"
-                if self._saved_step != st['step']: self.save(f"model_step_{st['step']}")
-                break
+            if (sig := self._signalled()): self._stop_for(sig); break
     finally: bar.close()
 
+# %% ../nbs/06_train.ipynb #11ecfdeb
+@patch
+def _stop_for(self:Trainer, sig:int):
+    "Record that signal `sig` ends the run and save a checkpoint of this step"
+    st = self.state
+    self.interrupted = sig
+    st['stopped'] = f"interrupted by {signal.Signals(sig).name} at step {st['step']}"
+    if self._saved_step != st['step']: self.save(f"model_step_{st['step']}")
+
+# %% ../nbs/06_train.ipynb #30f78ce3
 @patch
 def _after_step(self:Trainer, loss, bar, t0, seen):
     "Progress, validation when due, the metrics row, and the validation checkpoints, in that order"
     c, st = self.cfg.train, self.state
-    lrs = [g['lr'] for g in self.opt.param_groups]
-    bar.update(1); bar.set_postfix(loss=f"{loss:.2f}", lr=f"{lrs[-1]:.1e}", clips_s=f"{seen/max(1e-9, time.time()-t0):.1f}")
-    if self.world > 1:
-        lt = torch.tensor([loss], device=self.device); dist.all_reduce(lt); loss = lt.item()/self.world
-    row = dict(step=st['step'], epoch=st['epoch'], train_loss=loss, lr_backbone=lrs[0], lr_head=lrs[-1],
-               clips_per_s=seen/max(1e-9, time.time()-t0))
-    budget = c.max_minutes is not None and time.time() - t0 > 60*c.max_minutes
-    if self.world > 1 and c.max_minutes is not None:  # every process stops at the same step
-        bt = torch.tensor([float(budget)], device=self.device); dist.all_reduce(bt, op=dist.ReduceOp.MAX); budget = bool(bt.item())
+    row = self._step_row(loss, bar, t0, seen)
+    budget = self._over_budget(t0)
     improved = None
-    if st['step'] % c.val_every == 0 or st['step'] == c.max_steps or budget:
-        m = self.validate(); improved = self._track(m)
-        row.update({f'val_{k}': v for k, v in m.items() if not k.startswith('n')})
-        if self.is_main and not self.quiet: bar.write(f"step {st['step']}: val MAE {m['mae']:.2f}  RMSE {m['rmse']:.2f}  R² {m['r2']:.3f}")
+    if st['step'] % c.val_every == 0 or st['step'] == c.max_steps or budget: improved = self._validate_row(row, bar)
     if budget and not st['stopped']: st['stopped'] = f"time budget of {c.max_minutes} min reached at step {st['step']}"
     if st['step'] % c.log_every == 0 or improved is not None: self.log(row)
     if improved is not None: self._save_validation(improved)
 
-# %% ../nbs/06_train.ipynb #dc062ea2
+# %% ../nbs/06_train.ipynb #7caf49b1
+@patch
+def _step_row(self:Trainer, loss, bar, t0, seen)->dict:
+    "Advance the progress bar and return the metrics row of this step"
+    lrs = [g['lr'] for g in self.opt.param_groups]
+    bar.update(1)
+    bar.set_postfix(loss=f"{loss:.2f}", lr=f"{lrs[-1]:.1e}", clips_s=f"{seen/max(1e-9, time.time()-t0):.1f}")
+    if self.world > 1:
+        lt = torch.tensor([loss], device=self.device); dist.all_reduce(lt); loss = lt.item()/self.world
+    return dict(step=self.state['step'], epoch=self.state['epoch'], train_loss=loss, lr_backbone=lrs[0],
+                lr_head=lrs[-1], clips_per_s=seen/max(1e-9, time.time()-t0))
+
+# %% ../nbs/06_train.ipynb #e379b338
+@patch
+def _over_budget(self:Trainer, t0:float)->bool:
+    "Whether the `max_minutes` budget since `t0` is spent (on any process)"
+    c = self.cfg.train
+    budget = c.max_minutes is not None and time.time() - t0 > 60*c.max_minutes
+    if self.world > 1 and c.max_minutes is not None:
+        bt = torch.tensor([float(budget)], device=self.device)
+        dist.all_reduce(bt, op=dist.ReduceOp.MAX); budget = bool(bt.item())
+    return budget
+
+# %% ../nbs/06_train.ipynb #c915e2bc
+@patch
+def _validate_row(self:Trainer, row:dict, bar)->bool:
+    "Validate, track the best val MAE and add the val metrics to `row`; True if the model improved"
+    m = self.validate(); improved = self._track(m)
+    row.update({f'val_{k}': v for k, v in m.items() if not k.startswith('n')})
+    if self.is_main and not self.quiet:
+        bar.write(f"step {self.state['step']}: val MAE {m['mae']:.2f}  RMSE {m['rmse']:.2f}  R² {m['r2']:.3f}")
+    return improved
+
+# %% ../nbs/06_train.ipynb #99739c92
 @patch
 def _check_sync(self:Trainer):
+    "Raise `TrainingError` unless every process holds the same weights"
     s = torch.stack([p.detach().double().sum() for p in self.model.parameters()]).sum().reshape(1).to(self.device)
     parts = [torch.zeros_like(s) for _ in range(self.world)]; dist.all_gather(parts, s)
-    if not all(torch.equal(parts[0], q) for q in parts): raise TrainingError(f"parameters differ across the {self.world} processes")
+    if not all(torch.equal(parts[0], q) for q in parts):
+        raise TrainingError(f"parameters differ across the {self.world} processes")
     if self.is_main: print(f"parameters in sync across {self.world} processes (checksum {parts[0].item():.6f})")
 
-# %% ../nbs/06_train.ipynb #b55350d3
+# %% ../nbs/06_train.ipynb #503133d1
+def _train_summary(st:dict, # the final state of a run
+                   out # its output folder
+                  )->str:
+    "The line `echonet_ef_train` prints when a run ends"
+    done = f"{st['stopped'] or 'finished'}: {st['step']} steps"
+    if st['best_mae'] is None: return done
+    best = Path(out)/'checkpoints'/'best_model'
+    return f"{done}; best val MAE {st['best_mae']:.2f} at step {st['best_step']} -> {best}"
+
+# %% ../nbs/06_train.ipynb #fcd7fca2
 @call_parse
 @cli_errors
 def echonet_ef_train(config:str=None, # YAML config (default: the built-in defaults, VideoMAE-base)
@@ -568,8 +708,5 @@ def echonet_ef_train(config:str=None, # YAML config (default: the built-in defau
     "Train an EF regressor on EchoNet-Dynamic (or a synthetic dataset) as the config says"
     cfg = load_config(config, list(set or []) + ([f'data.root={data}'] if data else []))
     with Trainer(cfg, out, resume=resume, overwrite=overwrite, quiet=quiet) as t: st = t.fit()
-    if t.is_main:
-        print(f"{st['stopped'] or 'finished'}: {st['step']} steps; best val MAE "
-              f"{st['best_mae']:.2f} at step {st['best_step']} -> {Path(out)/'checkpoints'/'best_model'}" if st['best_mae'] is not None
-              else f"{st['stopped'] or 'finished'}: {st['step']} steps")
+    if t.is_main: print(_train_summary(st, out))
     if t.interrupted: sys.exit(128 + t.interrupted)
