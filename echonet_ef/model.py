@@ -336,8 +336,9 @@ def load_model(path, # a folder written by `save_model`
     except Exception as e:
         raise CheckpointError(f"{path/'model.safetensors'}: not a readable safetensors file ({e})") from None
     try: missing, unexpected = model.load_state_dict(sd, strict=False)
-    except RuntimeError as e:  # a tensor whose shape differs from the config's
-        raise CheckpointError(f"{path}: weights do not fit the config ({first_line(e).strip()})") from None
+    except RuntimeError as e:  # a tensor whose shape differs from the config's: name the first one
+        why = next((l.strip() for l in str(e).splitlines() if 'mismatch' in l), first_line(e))
+        raise CheckpointError(f"{path}: weights do not fit the config ({why})") from None
     if missing or unexpected:
         raise CheckpointError(f"{path}: weights do not fit the config (missing {missing[:3]}, "
                               f"unexpected {unexpected[:3]})")

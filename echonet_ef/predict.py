@@ -596,10 +596,6 @@ def check_predictor(model:EchoNetRegressor, # the model to check
     if not torch.isfinite(ef).all(): raise CheckpointError(f"{where}: the model gives a non-finite EF for a blank clip")
 
 # %% ../nbs/08_predict.ipynb #ac1da85b
-def _mismatch(e:Exception)->str:
-    "The most telling line of a `load_state_dict` error"
-    return next((l.strip() for l in str(e).splitlines() if 'mismatch' in l), first_line(e))
-
 def load_inference_model(checkpoint, # a model folder, training checkpoint or run folder
                          device='cpu' # where to run
                         )->EchoNetRegressor:
@@ -607,9 +603,7 @@ def load_inference_model(checkpoint, # a model folder, training checkpoint or ru
     folder = find_model(checkpoint)
     try: model = load_model(folder, device=device)
     except EchoNetError: raise
-    except Exception as e:
-        raise CheckpointError(f"{folder}: the weights do not fit the model its config.json describes "
-                              f"({_mismatch(e)})") from None
+    except Exception as e: raise CheckpointError(f"{folder}: the model cannot be loaded ({first_line(e)})") from None
     check_predictor(model, folder)
     return model
 
