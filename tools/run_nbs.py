@@ -15,8 +15,11 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 MAX_LINES = 30
+MAX_PNG = 80_000    # characters of base64 per stored PNG; a larger picture is stored as JPEG, scaled down if need be
+MAX_JPEG = 120_000
 ENV = dict(HF_HUB_OFFLINE='1', WANDB_MODE='disabled', TRANSFORMERS_VERBOSITY='error', TQDM_DISABLE='1')
-SETUP = "import matplotlib; matplotlib.rcParams['figure.dpi'] = 72; matplotlib.rcParams['savefig.dpi'] = 72"
+SETUP = ("from matplotlib_inline.backend_inline import set_matplotlib_formats\n"
+         "set_matplotlib_formats('png', dpi=72, bbox_inches='tight')")  # stored figures only: code's own PNGs unchanged
 
 
 def _flags():
@@ -38,6 +41,20 @@ def _skip(cell, flags)->bool:
     return bool(flags & d.keys())
 
 
+def _small_image(b64:str)->tuple:
+    "A (mime type, base64) pair for PNG `b64`: kept if small, else a JPEG of at most `MAX_JPEG` characters"
+    import base64, io
+    from PIL import Image
+    if len(b64) <= MAX_PNG: return 'image/png', b64
+    im = Image.open(io.BytesIO(base64.b64decode(b64))).convert('RGB')
+    while True:
+        buf = io.BytesIO(); im.save(buf, format='JPEG', quality=85, optimize=True)
+        out = base64.b64encode(buf.getvalue()).decode()
+        if len(out) <= MAX_JPEG: return 'image/jpeg', out
+        f = max(0.5, min(0.9, (MAX_JPEG/len(out))**0.5))
+        im = im.resize((max(1, int(im.width*f)), max(1, int(im.height*f))), Image.LANCZOS)
+
+
 def _trim(o:dict)->dict|None:
     "A smaller copy of output `o`, or None to drop it"
     if o.get('output_type') == 'stream':
@@ -48,6 +65,10 @@ def _trim(o:dict)->dict|None:
     if o.get('output_type') in ('execute_result', 'display_data'):
         data = o.get('data', {})
         data.pop('application/vnd.jupyter.widget-view+json', None)
+        if 'image/png' in data:
+            mime, b64 = _small_image(''.join(data.pop('image/png')).replace('\n', ''))
+            data[mime] = b64
+            if mime != 'image/png': o.get('metadata', {}).pop('image/png', None)
         if 'text/html' in data and 'image/png' not in data and len(''.join(data['text/html'])) > 20_000: data.pop('text/html')
         for k in ('text/plain',):
             if k in data:
