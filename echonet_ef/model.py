@@ -7,10 +7,10 @@ __all__ = ['STEMS', 'MODEL_FORMAT', 'tiny_config', 'build_backbone', 'AttentionP
            'make_stem', 'EFOutput', 'EchoNetRegressor', 'frame_weights', 'tubelet_frames', 'build_model',
            'model_config', 'save_model', 'read_model_config', 'load_model', 'model_data_config', 'recover_dir',
            'step_checkpoints', 'latest_checkpoint', 'find_model', 'MCResult', 'backbone_dropout',
-           'predict_with_uncertainty']
+           'predict_with_uncertainty', 'video_estimate', 'video_seed']
 
 # %% ../nbs/04_model.ipynb #4becffc8
-import os, json, contextlib
+import os, json, contextlib, zlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
@@ -411,6 +411,7 @@ class MCResult:
     low: torch.Tensor     # (B,) mean − z·std·scale
     high: torch.Tensor    # (B,) mean + z·std·scale
     samples: torch.Tensor # (n_samples, B)
+    pred: Optional[torch.Tensor]=None # (B,) the deterministic (eval-mode, dropout off) prediction
 
 # %% ../nbs/04_model.ipynb #ea510734
 def backbone_dropout(model:EchoNetRegressor)->bool:
@@ -428,16 +429,22 @@ def _keep_modes(model:nn.Module):
         for mod, t in modes: mod.training = t
 
 # %% ../nbs/04_model.ipynb #78f6872b
-def _mc_samples(model, x, n_samples, batched=True):
-    "(n_samples, B) EF samples with dropout on"
+def _head_samples(model, feat, n_samples, batched=True)->tuple: # ((n_samples, B) samples, (B,) eval-mode EF)
+    "EF samples of the head with dropout on, from pooled features `feat`, and its dropout-free EF"
+    model.eval(); pred = model.head(feat)
+    model.mlp.train()
+    if batched: return model.head(feat.repeat(n_samples, 1)).view(n_samples, -1), pred
+    return torch.stack([model.head(feat) for _ in range(n_samples)]), pred
+
+def _mc_samples(model, x, n_samples, batched=True)->tuple: # ((n_samples, B) samples, (B,) eval-mode EF)
+    "EF samples with dropout on, and the dropout-free EF"
     if backbone_dropout(model):
+        model.eval(); pred = model(x)
         model.train()
-        return torch.stack([model(x) for _ in range(n_samples)])
+        return torch.stack([model(x) for _ in range(n_samples)]), pred
     model.eval()
     feat, _ = model.encode(x)
-    model.mlp.train()
-    if batched: return model.head(feat.repeat(n_samples, 1)).view(n_samples, -1)
-    return torch.stack([model.head(feat) for _ in range(n_samples)])
+    return _head_samples(model, feat, n_samples, batched)
 
 @torch.no_grad()
 def predict_with_uncertainty(model:EchoNetRegressor, # the model
@@ -447,12 +454,34 @@ def predict_with_uncertainty(model:EchoNetRegressor, # the model
                              scale:Optional[float]=None, # interval width multiplier; None: `model.calibration`
                              batched:bool=True # one batched head pass; False loops (samples as the full loop's)
                             )->MCResult:
-    "MC-dropout EF prediction: mean, std and central `level` interval of `n_samples` dropout samples"
+    "MC-dropout EF prediction: mean, std and `level` interval of `n_samples` dropout samples; the eval-mode EF"
     if n_samples < 1: raise ValueError(f"n_samples must be at least 1, got {n_samples}")
-    with _keep_modes(model): s = _mc_samples(model, x, n_samples, batched)
+    with _keep_modes(model): s, pred = _mc_samples(model, x, n_samples, batched)
     mean = s.mean(0)
     std = s.std(0) if n_samples > 1 else torch.zeros_like(mean)
     if not 0 < level < 1: raise ValueError(f"level must be between 0 and 1, got {level}")
     z = z_value(level)
     half = z * std * (model.calibration if scale is None else scale)
-    return MCResult(mean, std, mean - half, mean + half, s)
+    return MCResult(mean, std, mean - half, mean + half, s, pred)
+
+# %% ../nbs/04_model.ipynb #3415ce2c
+def video_estimate(samples, # (n_samples, n_clips) MC-dropout EF samples of one video
+                   preds, # (n_clips,) its deterministic (eval-mode) EF predictions
+                   level:float=0.9, # coverage of the interval
+                   scale:float=1.0 # interval width multiplier (the calibration)
+                  )->tuple: # (EF, spread, low, high)
+    "A video's EF (mean eval-mode prediction), pooled MC-dropout spread and interval clamped to [0, 100]"
+    s, p = torch.as_tensor(samples, dtype=torch.float64), torch.as_tensor(preds, dtype=torch.float64).flatten()
+    if s.ndim != 2 or s.shape[1] != len(p) or len(p) == 0:
+        raise ValueError(f"samples must be (n_samples, n_clips) with n_clips = {len(p)} predictions, "
+                         f"got {tuple(s.shape)}")
+    ef, spread = p.mean().item(), (s.std().item() if s.numel() > 1 else 0.0)
+    half = abs(z_value(level)*spread*scale)
+    return ef, spread, min(max(ef - half, 0.0), 100.0), max(min(ef + half, 100.0), 0.0)
+
+# %% ../nbs/04_model.ipynb #c44604e1
+def video_seed(seed:int, # the run's seed
+               name:str # the video's name (FileName, without extension)
+              )->int:
+    "The seed of one video's MC-dropout samples: stable across processes and independent of the other videos"
+    return (int(seed)*1_000_003 + zlib.crc32(str(name).encode())) % 2**63

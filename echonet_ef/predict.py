@@ -9,8 +9,8 @@ __all__ = ['MAX_MB', 'MAX_FRAMES', 'TIMEOUT', 'WORK_SIZE', 'MIN_FRAMES', 'MIN_SE
            'dicom_fps', 'dicom_region', 'dicom_header', 'open_dicom', 'read_dicom_video', 'temporal_maps',
            'find_sector', 'sector_box', 'to_echonet', 'load_clinical_video', 'video_stats', 'reference_stats',
            'store_reference_stats', 'ood_reasons', 'video_clips', 'frame_attention', 'check_predictor',
-           'load_inference_model', 'check_predict_args', 'predict_frames', 'predict_video', 'json_safe',
-           'format_result', 'format_json', 'echonet_ef_predict']
+           'load_inference_model', 'check_predict_args', 'calibration_notes', 'predict_frames', 'predict_video',
+           'json_safe', 'format_result', 'format_json', 'echonet_ef_predict']
 
 # %% ../nbs/08_predict.ipynb #0687ba9d
 import sys, io, time, json, math, zlib, copy, warnings, traceback, contextlib
@@ -29,7 +29,7 @@ from .core import *
 from .data import (NATIVE_SIZE, video_info, video_period, clip_span, clip_starts, clip_indices, parse_clips,
                              ClipTransform)
 from .model import (EchoNetRegressor, load_model, read_model_config, find_model, model_data_config,
-                              predict_with_uncertainty, frame_weights)
+                              predict_with_uncertainty, frame_weights, video_estimate, video_seed)
 
 # %% ../nbs/08_predict.ipynb #8f08cb0b
 MAX_MB = 1024         # default limit on the file size and on its uncompressed pixel data (MB)
@@ -641,20 +641,35 @@ def _seeded(model, seed:Optional[int]):
 
 # %% ../nbs/08_predict.ipynb #0f1b5cb4
 @torch.no_grad()
-def _mc_clips(model, frames, starts, clip_len, period, tfm, n_samples, bs):
-    "(n_samples, N) MC-dropout samples and (N, T/tubelet) tubelet weights of the clips at `starts`, cut `bs` at a time"
-    dev, got, samples, tw = next(model.parameters()).device, [], [], []
+def _mc_clips(model, frames, starts, clip_len, period, tfm, n_samples, bs
+             )->tuple: # ((n_samples, N) samples, (N,) eval-mode EFs, (N, T/tubelet) tubelet weights)
+    "MC-dropout samples, eval-mode EFs and tubelet weights of the clips at `starts`, cut `bs` at a time"
+    dev, got, samples, preds, tw = next(model.parameters()).device, [], [], [], []
     h = model.pooler.register_forward_hook(lambda m, i, o: got.append(o[1].detach()))
     try:
         for i in range(0, len(starts), bs):
             x = video_clips(frames, starts[i:i+bs], clip_len, period, tfm)
             got.clear()
-            samples.append(predict_with_uncertainty(model, x.to(dev), n_samples, scale=1.0).samples.cpu())
+            r = predict_with_uncertainty(model, x.to(dev), n_samples, scale=1.0)
+            samples.append(r.samples.cpu()); preds.append(r.pred.cpu())
             tw.append(model.tubelet_weights(torch.stack(got).mean(0)).cpu())
     finally: h.remove()
-    return torch.cat(samples, 1), torch.cat(tw)
+    return torch.cat(samples, 1), torch.cat(preds), torch.cat(tw)
 
 # %% ../nbs/08_predict.ipynb #e8607a51
+def calibration_notes(model:EchoNetRegressor, # the model, whose `extra['calibration']` says how its scale was fitted
+                      clips, n_samples:int, level:float, # the prediction's settings (clips as asked)
+                      scale:Optional[float]=None # an explicit scale (then the record does not apply)
+                     )->list:
+    "Notes on each difference between the settings of a prediction and those the model's calibration was fitted with"
+    rec = model.extra.get('calibration')
+    if scale is not None or not isinstance(rec, dict): return []
+    now = dict(clips=clips, n_samples=n_samples, level=level)
+    diff = [f"{k} {now[k]} (calibrated with {rec[k]})" for k in now if k in rec and str(rec[k]) != str(now[k])]
+    return [f"the interval scale was calibrated for other settings: {', '.join(diff)}; its coverage is not the "
+            "calibrated one"] if diff else []
+
+# %% ../nbs/08_predict.ipynb #176ae060
 def predict_frames(frames:np.ndarray, fps:float, info:dict, # from `load_clinical_video`
                    model:EchoNetRegressor, clips:Union[int,str]=1, n_samples:int=30, level:float=0.9,
                    scale:Optional[float]=None, bs:int=16, seed:Optional[int]=0,
@@ -664,20 +679,19 @@ def predict_frames(frames:np.ndarray, fps:float, info:dict, # from `load_clinica
     clips = check_predict_args(clips, n_samples, level, scale, bs, seed)
     s = model_data_config(model)
     period = video_period(fps, s.period, s.ref_fps)
-    notes, n_starts = list(info['notes']), max(0, len(frames) - clip_span(s.clip_len, period)) + 1
+    notes = list(info['notes']) + calibration_notes(model, clips, n_samples, level, scale)
+    n_starts = max(0, len(frames) - clip_span(s.clip_len, period)) + 1
     if clips != 'all' and clips > n_starts:
         notes.append(f"{clips} clips asked for, but the video has {n_starts} distinct clip start(s): {n_starts} used")
         clips = n_starts
     starts = clip_starts(len(frames), s.clip_len, period, clips)
     tfm = ClipTransform(s.size, s.mean, s.std)
-    with _seeded(model, seed):
-        samples, tw = _mc_clips(model.eval(), frames, starts, s.clip_len, period, tfm, n_samples, bs)
-    v = samples.mean(1)
-    raw, std = float(v.mean()), float(v.std()) if n_samples > 1 else 0.0
+    with _seeded(model, None if seed is None else video_seed(seed, Path(str(path)).stem if path else '')):
+        samples, preds, tw = _mc_clips(model.eval(), frames, starts, s.clip_len, period, tfm, n_samples, bs)
+    raw, std, lo, hi = video_estimate(samples, preds, level, model.calibration if scale is None else scale)
     if not (math.isfinite(raw) and math.isfinite(std)):
         raise DataError(f"{path}: the model gives a non-finite EF for this video")
-    half = abs(z_value(level)*std*(model.calibration if scale is None else scale))
-    ef, lo, hi = (min(max(x, 0.0), 100.0) for x in (raw, raw-half, raw+half))
+    ef = min(max(raw, 0.0), 100.0)
     fi, fw = frame_attention(starts, tw, s.clip_len, period, model.backbone.config.tubelet_size, len(frames))
     stats = video_stats(frames, period)
     reasons = ood_reasons(stats, info, len(frames), clip_span(s.clip_len, period), model.extra.get('ref_stats'))
