@@ -4,10 +4,11 @@
 
 # %% auto #0
 __all__ = ['PRED_COLS', 'LEVELS', 'PLOTS', 'REPORT_FILES', 'eval_starts', 'ClipChunks', 'evaluate_model', 'bland_altman',
-           'detection_metrics', 'bootstrap_ci', 'coverage', 'clinical_metrics', 'ef_report', 'json_safe',
-           'plot_scatter', 'plot_bland_altman', 'plot_category_mae', 'plot_residuals', 'plot_roc', 'coverage_curve',
-           'plot_calibration', 'save_fig', 'save_plots', 'fit_scale', 'apply_scale', 'save_calibration', 'as_number',
-           'baseline_mae', 'check_report_folder', 'report_dir', 'evaluate_checkpoint', 'echonet_ef_evaluate']
+           'detection_metrics', 'bootstrap_ci', 'coverage', 'interval_quality', 'clinical_metrics', 'ef_report',
+           'json_safe', 'plot_scatter', 'plot_bland_altman', 'plot_category_mae', 'plot_residuals', 'plot_roc',
+           'coverage_curve', 'plot_calibration', 'save_fig', 'save_plots', 'fit_scale', 'apply_scale',
+           'save_calibration', 'as_number', 'baseline_mae', 'check_report_folder', 'report_dir', 'evaluate_checkpoint',
+           'echonet_ef_evaluate']
 
 # %% ../nbs/07_evaluate.ipynb #3c3b4ea4
 import os, math, json, shutil, warnings, contextlib, tempfile
@@ -212,6 +213,22 @@ def coverage(y, # true EF
     y = np.asarray(y, float)
     return float(((y >= np.asarray(low, float)) & (y <= np.asarray(high, float))).mean()) if len(y) else float('nan')
 
+# %% ../nbs/07_evaluate.ipynb #c817f272
+def interval_quality(y, # true EF
+                     p, # predicted EF
+                     low, # lower ends of the intervals
+                     high # upper ends of the intervals
+                    )->dict:
+    "Coverage, mean and median width, Spearman ρ of width against |error|, and coverage per EF range"
+    y, p, lo, hi = (np.asarray(a, float) for a in (y, p, low, high))
+    w, err = hi - lo, np.abs(p - y)
+    ok = len(y) > 2 and w.std() > 0 and err.std() > 0
+    rho = float(np.corrcoef(pd.Series(w).rank(), pd.Series(err).rank())[0, 1]) if ok else float('nan')
+    per = {name: coverage(y[m], lo[m], hi[m]) for a, b, name in EF_BINS if (m := (y >= a) & (y < b)).any()}
+    return dict(coverage=coverage(y, lo, hi), mean_width=float(w.mean()) if len(w) else float('nan'),
+                median_width=float(np.median(w)) if len(w) else float('nan'), spearman_width_error=rho,
+                coverage_per_category=per)
+
 # %% ../nbs/07_evaluate.ipynb #c56ff86e
 def clinical_metrics(y, # true EF
                      p, # predicted EF
@@ -219,7 +236,7 @@ def clinical_metrics(y, # true EF
                      n_boot:int=1000, # bootstrap resamples for the 90% CIs
                      seed:int=0 # seed of the bootstrap
                     )->dict:
-    "MAE, RMSE, R², Pearson r, per-category MAE, Bland–Altman, detection at EF 40 and 50, coverage, bootstrap CIs"
+    "MAE, RMSE, R², Pearson r, per-category MAE, Bland–Altman, detection at EF 40 and 50, intervals, bootstrap CIs"
     y, p = np.asarray(y, float), np.asarray(p, float)
     rm = regression_metrics(y, p)
     out = {k: rm[k] for k in ('n', 'mae', 'rmse', 'r2')}
@@ -232,7 +249,7 @@ def clinical_metrics(y, # true EF
                     f'specificity_ef{cut}': d['specificity']})
     out['category_accuracy'] = float(np.mean([ef_category(a) == ef_category(b) for a, b in zip(y, p)]))
     out['esc_accuracy'] = float(np.mean([esc_class(a) == esc_class(b) for a, b in zip(y, p)]))
-    if low is not None and high is not None: out['coverage'] = coverage(y, low, high)
+    if low is not None and high is not None: out.update(interval_quality(y, p, low, high))
     ci = bootstrap_ci(y, p, n_boot, 0.9, seed)
     out.update(mae_ci90=ci['mae'], rmse_ci90=ci['rmse'], r2_ci90=ci['r2'])
     return out
