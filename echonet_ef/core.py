@@ -5,7 +5,7 @@
 # %% auto #0
 __all__ = ['LOCK_NAME', 'EF_BINS', 'FILELIST_COLUMNS', 'TRACING_COLUMNS', 'SPLITS', 'IMAGENET_MEAN', 'IMAGENET_STD', 'CHECKS',
            'EchoNetError', 'DataError', 'ConfigError', 'CheckpointError', 'cli_errors', 'first_line', 'user_umask',
-           'atomic_path', 'atomic_write', 'atomic_dir', 'save_json', 'check_writable', 'path_inside',
+           'atomic_path', 'json_safe', 'atomic_write', 'atomic_dir', 'save_json', 'check_writable', 'path_inside',
            'FolderLockedError', 'lock_folder', 'ef_from_volumes', 'disk_volume', 'volume_from_tracing', 'ef_category',
            'esc_class', 'z_value', 'DataConfig', 'ModelConfig', 'LossConfig', 'OptimConfig', 'TrainConfig', 'Config',
            'from_dict', 'apply_overrides', 'check_config', 'load_config', 'config_dict', 'set_param', 'get_device',
@@ -79,6 +79,18 @@ def atomic_path(path, # the final path
     except BaseException:
         with contextlib.suppress(FileNotFoundError): os.remove(tmp)
         raise
+
+# %% ../nbs/00_core.ipynb #d69cc6e7
+def json_safe(o):
+    "`o` with numpy values as Python ones and NaN or infinite numbers as None, so that it is always valid JSON"
+    if isinstance(o, dict): return {str(k): json_safe(v) for k, v in o.items()}
+    if isinstance(o, (list, tuple)): return [json_safe(v) for v in o]
+    if isinstance(o, np.ndarray): return json_safe(o.tolist())
+    if isinstance(o, (bool, np.bool_)): return bool(o)
+    if isinstance(o, (int, np.integer)): return int(o)
+    if isinstance(o, (float, np.floating)): return float(o) if np.isfinite(o) else None
+    if isinstance(o, Path): return str(o)
+    return o
 
 # %% ../nbs/00_core.ipynb #9bbced99
 @contextlib.contextmanager

@@ -5,10 +5,9 @@
 # %% auto #0
 __all__ = ['PRED_COLS', 'LEVELS', 'PLOTS', 'REPORT_FILES', 'eval_starts', 'ClipChunks', 'evaluate_model', 'bland_altman',
            'detection_metrics', 'bootstrap_ci', 'coverage', 'interval_quality', 'clinical_metrics', 'ef_report',
-           'json_safe', 'plot_scatter', 'plot_bland_altman', 'plot_category_mae', 'plot_residuals', 'plot_roc',
-           'coverage_curve', 'plot_calibration', 'save_fig', 'save_plots', 'fit_scale', 'apply_scale',
-           'save_calibration', 'as_number', 'baseline_mae', 'check_report_folder', 'report_dir', 'evaluate_checkpoint',
-           'echonet_ef_evaluate']
+           'plot_scatter', 'plot_bland_altman', 'plot_category_mae', 'plot_residuals', 'plot_roc', 'coverage_curve',
+           'plot_calibration', 'save_fig', 'save_plots', 'fit_scale', 'apply_scale', 'save_calibration', 'as_number',
+           'baseline_mae', 'check_report_folder', 'report_dir', 'evaluate_checkpoint', 'echonet_ef_evaluate']
 
 # %% ../nbs/07_evaluate.ipynb #3c3b4ea4
 import os, math, json, shutil, warnings, contextlib, tempfile
@@ -261,15 +260,6 @@ def ef_report(df:pd.DataFrame, # predictions, as from `evaluate_model`
              )->dict:
     "`clinical_metrics` of a predictions table, with the interval level"
     return {**clinical_metrics(df.EF, df.EF_pred, df.EF_low, df.EF_high, **kwargs), 'level': level}
-
-# %% ../nbs/07_evaluate.ipynb #00b84a90
-def json_safe(o):
-    "`o` with NaN and infinite floats replaced by None (valid JSON), recursively"
-    if isinstance(o, dict): return {k: json_safe(v) for k, v in o.items()}
-    if isinstance(o, (list, tuple)): return [json_safe(v) for v in o]
-    if isinstance(o, (float, np.floating)): return float(o) if np.isfinite(o) else None
-    if isinstance(o, np.integer): return int(o)
-    return o
 
 # %% ../nbs/07_evaluate.ipynb #4339cddb
 _BIN_EDGES = [0, 30, 40, 55, 70, 100]

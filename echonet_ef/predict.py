@@ -10,7 +10,7 @@ __all__ = ['MAX_MB', 'MAX_FRAMES', 'TIMEOUT', 'WORK_SIZE', 'MIN_FRAMES', 'MIN_SE
            'find_sector', 'sector_box', 'to_echonet', 'load_clinical_video', 'video_stats', 'reference_stats',
            'store_reference_stats', 'ood_reasons', 'video_clips', 'frame_attention', 'check_predictor',
            'load_inference_model', 'check_predict_args', 'calibration_notes', 'predict_frames', 'predict_video',
-           'json_safe', 'format_result', 'format_json', 'echonet_ef_predict']
+           'format_result', 'format_json', 'echonet_ef_predict']
 
 # %% ../nbs/08_predict.ipynb #0687ba9d
 import sys, io, time, json, math, zlib, copy, warnings, traceback, contextlib
@@ -718,18 +718,6 @@ def predict_video(path, # video or DICOM file
     if not isinstance(model, EchoNetRegressor): model = load_inference_model(model)
     frames, fps, info = load_clinical_video(path, **limits)
     return predict_frames(frames, fps, info, model, clips, n_samples, level, scale, bs, seed, path=path)
-
-# %% ../nbs/08_predict.ipynb #ddce67ef
-def json_safe(o):
-    "`o` with numpy values as Python ones and NaN or infinite numbers as None, so that it is always valid JSON"
-    if isinstance(o, dict): return {str(k): json_safe(v) for k, v in o.items()}
-    if isinstance(o, (list, tuple)): return [json_safe(v) for v in o]
-    if isinstance(o, np.ndarray): return json_safe(o.tolist())
-    if isinstance(o, (bool, np.bool_)): return bool(o)
-    if isinstance(o, (int, np.integer)): return int(o)
-    if isinstance(o, (float, np.floating)): return float(o) if math.isfinite(o) else None
-    if isinstance(o, Path): return str(o)
-    return o
 
 # %% ../nbs/08_predict.ipynb #f31de5b1
 def format_result(r:dict # from `predict_video`
