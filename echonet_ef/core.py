@@ -7,9 +7,9 @@ __all__ = ['LOCK_NAME', 'EF_BINS', 'FILELIST_COLUMNS', 'TRACING_COLUMNS', 'SPLIT
            'EchoNetError', 'DataError', 'ConfigError', 'CheckpointError', 'cli_errors', 'first_line', 'user_umask',
            'atomic_path', 'json_safe', 'atomic_write', 'atomic_dir', 'save_json', 'check_writable', 'path_inside',
            'FolderLockedError', 'lock_folder', 'ef_from_volumes', 'disk_volume', 'volume_from_tracing', 'ef_category',
-           'esc_class', 'z_value', 'DataConfig', 'ModelConfig', 'LossConfig', 'OptimConfig', 'TrainConfig', 'Config',
-           'from_dict', 'apply_overrides', 'check_config', 'load_config', 'config_dict', 'set_param', 'get_device',
-           'set_seed']
+           'esc_class', 'z_value', 'DataConfig', 'ModelConfig', 'LossConfig', 'OptimConfig', 'TrainConfig',
+           'PretrainConfig', 'Config', 'from_dict', 'apply_overrides', 'check_config', 'load_config', 'config_dict',
+           'set_param', 'get_device', 'set_seed']
 
 # %% ../nbs/00_core.ipynb #90add376
 import os, sys, json, errno, random, tempfile, shutil, contextlib, datetime, functools, statistics
@@ -297,9 +297,11 @@ class DataConfig:
     augment: bool = True              # pad-and-random-crop plus intensity jitter in training
     pad: int = 12                     # padding (at 112 px) before the random crop, as EchoNet-Dynamic
     jitter: float = 0.1               # strength of the training intensity jitter (brightness/contrast)
+    scale: float = 0.0                # training zoom: a random scale in [1-scale, 1+scale] (0: off)
+    rotate: float = 0.0               # training rotation: a random angle in ±rotate degrees (0: off)
     batch_size: int = 12              # clips per micro-batch
     num_workers: int = 2              # DataLoader worker processes
-    eval_clips: int = 1               # clips per video in validation (test-time averaging)
+    val_clips: int = 1                # evenly spaced clips per video averaged in validation (test-time averaging)
     loader: str = 'cv2'               # cv2, dali or auto
     strict: bool = False              # unreadable videos are errors instead of skipped with a warning
 
@@ -317,15 +319,17 @@ class ModelConfig:
     freeze_backbone_steps: int = 0    # keep the backbone frozen for this many optimizer steps
     gradient_checkpointing: bool = False  # trade compute for memory in the backbone
     attn_implementation: str = 'sdpa' # sdpa or eager attention in the backbone
+    variance: bool = False            # heteroscedastic head: also predict each clip's log-variance (for *_nll losses)
 
 # %% ../nbs/00_core.ipynb #c6819e62
 @dataclass
 class LossConfig:
     "The training loss"
-    name: str = 'weighted_mse'        # weighted_mse, mse or huber
+    name: str = 'weighted_mse'        # weighted_mse, mse, huber, gaussian_nll or beta_nll (the last two: model.variance)
     weights: dict = field(default_factory=lambda: {'lt30': 3.0, 'lt40': 2.0, 'normal': 1.0, 'gt70': 2.5}) # by EF range
     normalize: bool = False           # divide by the sum of weights instead of the count
     huber_delta: float = 5.0          # the Huber loss's delta (EF points)
+    beta: float = 0.5                 # β of beta_nll (0: Gaussian NLL, 1: gradients like MSE)
 
 # %% ../nbs/00_core.ipynb #87bb7cad
 @dataclass
@@ -338,6 +342,7 @@ class OptimConfig:
     warmup_frac: float = 0.1          # fraction of optimizer steps spent in linear warmup
     min_lr_frac: float = 0.0          # the cosine ends at this fraction of the peak
     clip_norm: float = 1.0            # gradient clipping max-norm (0 disables)
+    layer_decay: float = 1.0          # layer-wise lr decay: block i of L gets lr_backbone × decay^(L-i) (1.0: off)
 
 # %% ../nbs/00_core.ipynb #dd8e79e1
 @dataclass
@@ -360,6 +365,15 @@ class TrainConfig:
 
 # %% ../nbs/00_core.ipynb #f24f159b
 @dataclass
+class PretrainConfig:
+    "Masked video autoencoding on unlabeled echo videos"
+    mask_ratio: float = 0.9           # fraction of tubes masked (VideoMAE: 0.9)
+    sector_mask: bool = False         # mask and score only patches inside the ultrasound sector
+    splits: tuple = ('TRAIN',)        # splits of FileList.csv to read (TEST is refused); all videos without a FileList
+    norm_pix_loss: bool = True        # targets are per-patch normalised pixels, as in VideoMAE
+
+# %% ../nbs/00_core.ipynb #5b35701c
+@dataclass
 class Config:
     "A complete run: data, model, loss, optimizer and training loop"
     data: DataConfig = field(default_factory=DataConfig)
@@ -367,6 +381,7 @@ class Config:
     loss: LossConfig = field(default_factory=LossConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
+    pretrain: PretrainConfig = field(default_factory=PretrainConfig)
 
 # %% ../nbs/00_core.ipynb #c5fe7e54
 def _check_type(val, tp, key):
@@ -461,18 +476,21 @@ CHECKS = {
     'data.ref_fps': (_opt(_pos), 'positive or null'), 'data.size': (lambda v: v >= 16, 'at least 16 (pixels)'),
     'data.mean': (_nums(3), '3 numbers (R, G, B)'), 'data.std': (_nums(3, _pos), '3 positive numbers (R, G, B)'),
     'data.pad': (_nonneg, '0 or more'), 'data.jitter': (_unit, 'in [0, 1)'),
+    'data.scale': (_unit, 'in [0, 1)'), 'data.rotate': (lambda v: 0 <= v <= 180, 'in [0, 180] (degrees)'),
     'data.batch_size': (_pos, 'at least 1'), 'data.num_workers': (_nonneg, '0 or more'),
-    'data.eval_clips': (_pos, 'at least 1'), 'data.loader': (_one_of('cv2', 'dali', 'auto'), 'cv2, dali or auto'),
+    'data.val_clips': (_pos, 'at least 1'), 'data.loader': (_one_of('cv2', 'dali', 'auto'), 'cv2, dali or auto'),
     'model.pool': (_one_of('attention', 'mean'), 'attention or mean'),
     'model.head_dropout': (_unit, 'in [0, 1)'), 'model.freeze_backbone_steps': (_nonneg, '0 or more'),
     'model.attn_implementation': (_one_of('sdpa', 'eager'), 'sdpa or eager'),
-    'loss.name': (_one_of('weighted_mse', 'mse', 'huber'), 'weighted_mse, mse or huber'),
+    'loss.name': (_one_of('weighted_mse', 'mse', 'huber', 'gaussian_nll', 'beta_nll'),
+                  'weighted_mse, mse, huber, gaussian_nll or beta_nll'),
+    'loss.beta': (lambda v: 0 <= v <= 1, 'in [0, 1]'),
     'loss.weights': (lambda v: all(isinstance(x, (int, float)) and x >= 0 for x in v.values()), 'non-negative numbers'),
     'loss.huber_delta': (_pos, 'positive'),
     'optim.lr_backbone': (_nonneg, '0 or more'), 'optim.lr_head': (_pos, 'positive'),
     'optim.weight_decay': (_nonneg, '0 or more'), 'optim.betas': (_nums(2, _unit), 'two numbers in [0, 1)'),
     'optim.warmup_frac': (_unit, 'in [0, 1)'), 'optim.min_lr_frac': (lambda v: 0 <= v <= 1, 'in [0, 1]'),
-    'optim.clip_norm': (_nonneg, '0 (off) or more'),
+    'optim.clip_norm': (_nonneg, '0 (off) or more'), 'optim.layer_decay': (lambda v: 0 < v <= 1, 'in (0, 1]'),
     'train.max_steps': (_pos, 'at least 1'), 'train.grad_accum': (_pos, 'at least 1'),
     'train.amp': (_one_of('auto', 'fp16', 'bf16', 'fp32'), 'auto, fp16, bf16 or fp32'),
     'train.val_every': (_pos, 'at least 1'), 'train.patience': (_pos, 'at least 1'),
@@ -480,6 +498,9 @@ CHECKS = {
     'train.log_every': (_pos, 'at least 1'), 'train.max_minutes': (_opt(_pos), 'positive or null'),
     'train.threads': (_opt(_pos), 'at least 1 or null'),
     'train.wandb': (_one_of('auto', 'online', 'offline', 'disabled'), 'auto, online, offline or disabled'),
+    'pretrain.mask_ratio': (lambda v: 0 < v < 1, 'in (0, 1)'),
+    'pretrain.splits': (lambda v: len(v) > 0 and all(x in ('TRAIN', 'VAL') for x in v),
+                        'a non-empty list of TRAIN and VAL (TEST is never used for pretraining)'),
 }
 
 # %% ../nbs/00_core.ipynb #a8a08695

@@ -306,12 +306,12 @@ class EchoDataset(Dataset):
                  split:str='TRAIN', # TRAIN, VAL or TEST
                  cfg:Optional[DataConfig]=None, # clip sampling and transform settings
                  train:Optional[bool]=None, # random clips + augmentation; default: split == TRAIN
-                 n_clips:Union[int,str,None]=None, # evaluation clips per video; default cfg.eval_clips
+                 n_clips:Union[int,str,None]=None, # evaluation clips per video; default cfg.val_clips
                  seed:int=0 # seed of the random starts/augmentation (mixed with the item index and epoch)
                 ):
         cfg = cfg or DataConfig()
         train = split.upper() == 'TRAIN' if train is None else train
-        n_clips = cfg.eval_clips if n_clips is None else n_clips
+        n_clips = cfg.val_clips if n_clips is None else n_clips
         df = read_filelist(root, split)
         store_attr('split,cfg,train,n_clips,seed')
         self.root, self.epoch = Path(root), 0

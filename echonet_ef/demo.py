@@ -32,7 +32,7 @@ data:
   period: 4
   batch_size: 8
   num_workers: 1
-  eval_clips: 1
+  val_clips: 1
   loader: cv2
   augment: true
   pad: 0                 # no random shift: the tokens are position-specific (pad 12 gave val MAE 6.7, pad 0 5.5)
