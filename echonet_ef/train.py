@@ -318,7 +318,7 @@ def _build_parts(self:Trainer):
     self.sched = torch.optim.lr_scheduler.LambdaLR(self.opt,
                                                    lambda s: warmup_cosine(s, t, o.warmup_frac, o.min_lr_frac))
     self.scaler = torch.amp.GradScaler('cuda') if use_scaler else None
-    self.loss_fn = get_loss(cfg.loss)
+    self.loss_fn = get_loss(cfg.loss, cfg.model.variance)
     self.state = dict(step=0, epoch=0, batch=0, best_mae=None, best_step=None, bad_evals=0, nonfinite=0,
                       nonfinite_run=0, history=[], stopped=None)
 
@@ -384,8 +384,8 @@ def _forward_loss(self:Trainer, b)->torch.Tensor:
     "The loss of batch `b`"
     x, y = b['pixel_values'].to(self.device, non_blocking=True), b['labels'].to(self.device)
     with torch.autocast(self.device.type, dtype=self.autocast_dtype, enabled=self.autocast_dtype is not None):
-        p = (self.ddp or self.model)(x)
-    return self.loss_fn(p.float(), y.float())
+        p = (self.ddp or self.model)(x, return_variance=self.cfg.model.variance)   # (EF, log σ²) for the NLL losses
+    return self.loss_fn(p, y.float())
 
 # %% ../nbs/06_train.ipynb #385fd06b
 @patch
