@@ -16,7 +16,7 @@ from matplotlib.figure import Figure
 from fastcore.basics import store_attr, patch
 from .core import *
 from .data import read_filelist
-from .model import find_model, model_data_config
+from .model import find_model, model_data_config, default_method
 from .predict import (MAX_MB, MAX_FRAMES, TIMEOUT, BLACK_LEVEL, load_clinical_video, predict_frames,
                                 load_inference_model)
 
@@ -78,7 +78,7 @@ def result_html(r:dict, # from `predict_video`
     clips = f"{r['n_clips']} clip{'s' if r['n_clips'] > 1 else ''} ({_every(r['period'])})"
     return (f'<div style="font-size:0.9em;color:#555">{esc}</div>'
             f'<div><b class="ef" style="font-size:1.5em">EF {r["ef"]:.1f}%</b> ({r["level"]:.0%} interval '
-            f'{r["ef_low"]:.1f}–{r["ef_high"]:.1f}){truth}</div>'
+            f'{r["ef_low"]:.1f}–{r["ef_high"]:.1f}, {r.get("method", "mc_dropout").replace("_", " ")}){truth}</div>'
             f'<div><span style="background:{CATEGORY_COLOURS[cat]};padding:0 6px;border-radius:3px">{cat}%: '
             f'{CATEGORY_NAMES[cat]}</span> · {r["esc_class"]} · {clips} · {r["n_frames"]} frames at {r["fps"]:.0f} fps'
             '</div>' + ef_band_html(r['ef'], r['ef_low'], r['ef_high']))
@@ -242,11 +242,15 @@ def _work(self:EFPredictorApp, what:str):
 def model_html(model, # an `EchoNetRegressor`
                folder # where it was loaded from
               )->str:
-    "One line describing `model`: its size, the clips it reads and its interval calibration"
+    "One line describing `model`: its size, the clips it reads and its interval method and calibration"
     s, c = model_data_config(model), model.backbone.config
+    rec = model.extra.get('calibration')
+    cal = (f", calibrated with {rec.get('clips')} clip(s)" if isinstance(rec, dict) and rec.get('clips') is not None
+           else ', not calibrated')
     return (f"model <code>{html.escape(str(folder))}</code>: VideoMAE, {c.num_hidden_layers} layer(s), "
             f"hidden {c.hidden_size}; clips of {s.clip_len} frames, {_every(s.period)} (at {s.ref_fps:g} fps), "
-            f"{s.size} px; interval scale ×{float(getattr(model, 'calibration', 1.0)):.2f}")
+            f"{s.size} px; interval: {default_method(model).replace('_', ' ')}, scale "
+            f"×{float(getattr(model, 'calibration', 1.0)):.2f}{cal}")
 
 # %% ../nbs/09_app.ipynb #43e0edc6
 @patch

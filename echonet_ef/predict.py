@@ -5,12 +5,12 @@
 # %% auto #0
 __all__ = ['MAX_MB', 'MAX_FRAMES', 'TIMEOUT', 'WORK_SIZE', 'MIN_FRAMES', 'MIN_SECONDS', 'COLOUR_SPREAD', 'HEADER_MAX',
            'BLACK_LEVEL', 'MAX_COLOUR_PICTURE', 'MIN_MOVING', 'DEFAULT_REF_STATS', 'MIN_MOTION', 'MAX_COLOUR',
-           'MAX_SAMPLES', 'MAX_BATCH', 'check_pixels', 'check_duration', 'is_dicom', 'work_shape', 'read_cv2_video',
-           'dicom_fps', 'dicom_region', 'dicom_header', 'open_dicom', 'read_dicom_video', 'temporal_maps',
-           'find_sector', 'sector_box', 'to_echonet', 'load_clinical_video', 'video_stats', 'reference_stats',
-           'store_reference_stats', 'ood_reasons', 'video_clips', 'frame_attention', 'check_predictor',
-           'load_inference_model', 'check_predict_args', 'calibration_notes', 'predict_frames', 'predict_video',
-           'format_result', 'format_json', 'echonet_ef_predict']
+           'MAX_SAMPLES', 'PREDICT_CLIPS', 'MAX_BATCH', 'check_pixels', 'check_duration', 'is_dicom', 'work_shape',
+           'read_cv2_video', 'dicom_fps', 'dicom_region', 'dicom_header', 'open_dicom', 'read_dicom_video',
+           'temporal_maps', 'find_sector', 'sector_box', 'to_echonet', 'load_clinical_video', 'video_stats',
+           'reference_stats', 'store_reference_stats', 'ood_reasons', 'clip_positions', 'frame_attention',
+           'check_predictor', 'load_inference_model', 'check_predict_args', 'video_outputs', 'interval_scale',
+           'calibration_notes', 'predict_frames', 'predict_video', 'format_result', 'format_json', 'echonet_ef_predict']
 
 # %% ../nbs/08_predict.ipynb #0687ba9d
 import sys, io, time, json, math, zlib, copy, warnings, traceback, contextlib
@@ -30,6 +30,9 @@ from .data import (NATIVE_SIZE, video_info, video_period, clip_span, clip_starts
                              ClipTransform)
 from .model import (EchoNetRegressor, load_model, read_model_config, find_model, model_data_config,
                               predict_with_uncertainty, frame_weights, video_estimate, video_seed)
+from .data import DeviceClipTransform
+from .model import clip_outputs, eval_amp, check_method, calibrated_method, METHODS
+from .evaluate import clip_batches, frame_input, _cat
 
 # %% ../nbs/08_predict.ipynb #8f08cb0b
 MAX_MB = 1024         # default limit on the file size and on its uncompressed pixel data (MB)
@@ -548,18 +551,13 @@ def ood_reasons(stats:dict, # from `video_stats`
     return r
 
 # %% ../nbs/08_predict.ipynb #94b5b57d
-def video_clips(frames:np.ndarray, # (T, H, W, 3) uint8
-                starts, # clip start frames
-                clip_len:int, period:int, # frames per clip; frames between clip frames
-                tfm:ClipTransform # the model's transform
-               )->torch.Tensor: # (N, clip_len, 3, size, size)
-    "Cut and transform the clips starting at `starts`, padding past the end as training does"
-    out = []
-    for s in starts:
-        idx = clip_indices(s, clip_len, period); mask = idx < len(frames)
-        clip = np.zeros((clip_len,) + frames.shape[1:], np.uint8); clip[mask] = frames[idx[mask]]
-        out.append(tfm(clip, mask))
-    return torch.stack(out)
+def clip_positions(n_frames:int, # frames in the video
+                   starts, # clip start frames
+                   clip_len:int, period:int # frames per clip; frames between clip frames
+                  )->torch.Tensor: # (N, clip_len) frame indices, −1 past the end
+    "The frame each clip frame is, −1 for the frames past the end of the video (padding)"
+    idx = np.asarray(starts)[:, None] + period*np.arange(clip_len)
+    return torch.from_numpy(np.where(idx < n_frames, idx, -1))
 
 # %% ../nbs/08_predict.ipynb #c59b228c
 def frame_attention(starts, # clip start frames
@@ -609,6 +607,7 @@ def load_inference_model(checkpoint, # a model folder, training checkpoint or ru
 
 # %% ../nbs/08_predict.ipynb #8194265e
 MAX_SAMPLES = 1000    # MC-dropout samples per clip, at most
+PREDICT_CLIPS = 4     # the predictor's default clips per video: a few evenly spaced (evaluation reads them all)
 MAX_BATCH = 256       # clips per forward pass, at most
 
 def check_predict_args(clips=1, n_samples:int=30, level:float=0.9, scale:Optional[float]=None, bs:int=16,
@@ -641,63 +640,87 @@ def _seeded(model, seed:Optional[int]):
 
 # %% ../nbs/08_predict.ipynb #0f1b5cb4
 @torch.no_grad()
-def _mc_clips(model, frames, starts, clip_len, period, tfm, n_samples, bs
-             )->tuple: # ((n_samples, N) samples, (N,) eval-mode EFs, (N, T/tubelet) tubelet weights)
-    "MC-dropout samples, eval-mode EFs and tubelet weights of the clips at `starts`, cut `bs` at a time"
-    dev, got, samples, preds, tw = next(model.parameters()).device, [], [], [], []
-    h = model.pooler.register_forward_hook(lambda m, i, o: got.append(o[1].detach()))
-    try:
-        for i in range(0, len(starts), bs):
-            x = video_clips(frames, starts[i:i+bs], clip_len, period, tfm)
-            got.clear()
-            r = predict_with_uncertainty(model, x.to(dev), n_samples, scale=1.0)
-            samples.append(r.samples.cpu()); preds.append(r.pred.cpu())
-            tw.append(model.tubelet_weights(torch.stack(got).mean(0)).cpu())
-    finally: h.remove()
-    return torch.cat(samples, 1), torch.cat(preds), torch.cat(tw)
+def video_outputs(model:EchoNetRegressor, frames:np.ndarray, # the model; (T, H, W, 3) uint8 frames of one video
+                  starts, clip_len:int, period:int, # clip start frames; frames per clip; frames between clip frames
+                  n_samples:int=0, # MC-dropout samples per clip (0: none)
+                  bs:int=16 # clips per forward pass
+                 )->list: # one `ClipOutputs` per batch
+    "The `ClipOutputs` of the clips at `starts`, cut from `frames` `bs` at a time, each frame transformed once"
+    s, dev = model_data_config(model), next(model.parameters()).device
+    to_input = frame_input(DeviceClipTransform(s.size, s.mean, s.std), dev)
+    pos = clip_positions(len(frames), starts, clip_len, period)
+    return [clip_outputs(model, x, n_samples, eval_amp(dev))
+            for x in clip_batches(torch.from_numpy(np.ascontiguousarray(frames)), pos, to_input, bs)]
 
 # %% ../nbs/08_predict.ipynb #e8607a51
+def _level_scale(rec, level:float)->Optional[float]:
+    "The scale the calibration record `rec` holds for `level`, or None"
+    per = rec.get('scales') if isinstance(rec, dict) else None
+    if not isinstance(per, dict): return None
+    return next((float(v) for k, v in per.items() if abs(float(k) - level) < 1e-9), None)
+
+def interval_scale(model:EchoNetRegressor, level:float, # the model; the interval's level
+                   scale:Optional[float]=None # an explicit scale
+                  )->float:
+    "`scale` if given, else the model's calibrated scale for `level` (its per-level scale when stored)"
+    if scale is not None: return float(scale)
+    s = _level_scale(model.extra.get('calibration'), level)
+    return model.calibration if s is None else s
+
 def calibration_notes(model:EchoNetRegressor, # the model, whose `extra['calibration']` says how its scale was fitted
                       clips, n_samples:int, level:float, # the prediction's settings (clips as asked)
-                      scale:Optional[float]=None # an explicit scale (then the record does not apply)
+                      scale:Optional[float]=None, # an explicit scale (then the record does not apply)
+                      method:Optional[str]=None # the prediction's method (None: not compared)
                      )->list:
     "Notes on each difference between the settings of a prediction and those the model's calibration was fitted with"
     rec = model.extra.get('calibration')
     if scale is not None or not isinstance(rec, dict): return []
-    now = dict(clips=clips, n_samples=n_samples, level=level)
-    diff = [f"{k} {now[k]} (calibrated with {rec[k]})" for k in now if k in rec and str(rec[k]) != str(now[k])]
+    was = dict(rec, method=calibrated_method(model))
+    now = dict(method=method, clips=clips, n_samples=n_samples, level=level)
+    if method is None: del now['method']
+    if was.get('method') != 'mc_dropout' or (method or 'mc_dropout') != 'mc_dropout': del now['n_samples']
+    if _level_scale(rec, level) is not None: del now['level']
+    diff = [f"{k} {now[k]} (calibrated with {was[k]})" for k in now
+            if was.get(k) is not None and str(was[k]) != str(now[k])]
     return [f"the interval scale was calibrated for other settings: {', '.join(diff)}; its coverage is not the "
             "calibrated one"] if diff else []
 
 # %% ../nbs/08_predict.ipynb #176ae060
 def predict_frames(frames:np.ndarray, fps:float, info:dict, # from `load_clinical_video`
-                   model:EchoNetRegressor, clips:Union[int,str]=1, n_samples:int=30, level:float=0.9,
+                   model:EchoNetRegressor, clips:Union[int,str]=PREDICT_CLIPS, n_samples:int=30, level:float=0.9,
                    scale:Optional[float]=None, bs:int=16, seed:Optional[int]=0,
-                   path=None # the file the frames came from, for the result and messages
+                   path=None, # the file the frames came from, for the result and messages
+                   method:Optional[str]=None # uncertainty method (`METHODS`); None: the model's default
                   )->dict:
     "EF, interval, categories, out-of-distribution flags and attention of frames read by `load_clinical_video`"
     clips = check_predict_args(clips, n_samples, level, scale, bs, seed)
+    method = check_method(model, method, clips)
     s = model_data_config(model)
     period = video_period(fps, s.period, s.ref_fps)
-    notes = list(info['notes']) + calibration_notes(model, clips, n_samples, level, scale)
+    notes = list(info['notes']) + calibration_notes(model, clips, n_samples, level, scale, method)
     n_starts = max(0, len(frames) - clip_span(s.clip_len, period)) + 1
     if clips != 'all' and clips > n_starts:
         notes.append(f"{clips} clips asked for, but the video has {n_starts} distinct clip start(s): {n_starts} used")
         clips = n_starts
     starts = clip_starts(len(frames), s.clip_len, period, clips)
-    tfm = ClipTransform(s.size, s.mean, s.std)
+    if method == 'clip_spread' and len(starts) < 2:
+        notes.append("one clip: no clip spread, so the interval has only the floor's width")
+    n_s = n_samples if method == 'mc_dropout' else 0
     with _seeded(model, None if seed is None else video_seed(seed, Path(str(path)).stem if path else '')):
-        samples, preds, tw = _mc_clips(model.eval(), frames, starts, s.clip_len, period, tfm, n_samples, bs)
-    raw, std, lo, hi = video_estimate(samples, preds, level, model.calibration if scale is None else scale)
+        outs = video_outputs(model.eval(), frames, starts, s.clip_len, period, n_s, bs)
+    sc = interval_scale(model, level, scale)
+    raw, std, lo, hi = video_estimate(_cat(outs, 'samples'), _cat(outs, 'pred'), level, sc, method,
+                                      _cat(outs, 'log_var'))
     if not (math.isfinite(raw) and math.isfinite(std)):
         raise DataError(f"{path}: the model gives a non-finite EF for this video")
     ef = min(max(raw, 0.0), 100.0)
-    fi, fw = frame_attention(starts, tw, s.clip_len, period, model.backbone.config.tubelet_size, len(frames))
+    fi, fw = frame_attention(starts, torch.cat([o.tubelet_weights.cpu() for o in outs]), s.clip_len, period,
+                             model.backbone.config.tubelet_size, len(frames))
     stats = video_stats(frames, period)
     reasons = ood_reasons(stats, info, len(frames), clip_span(s.clip_len, period), model.extra.get('ref_stats'))
     if ef != raw: reasons.append(f"the model's EF {raw:.1f}% is outside 0–100%; clamped to {ef:g}%")
-    return dict(path=str(path), ef=ef, ef_low=lo, ef_high=hi, ef_std=std, level=level,
-                category=ef_category(ef), esc_class=esc_class(ef), n_clips=len(starts), period=period,
+    return dict(path=str(path), ef=ef, ef_low=lo, ef_high=hi, ef_std=std, level=level, method=method, scale=sc,
+                n_samples=n_s, category=ef_category(ef), esc_class=esc_class(ef), n_clips=len(starts), period=period,
                 fps=info['fps'], n_frames=len(frames), ood=bool(reasons), ood_reasons=reasons, notes=notes,
                 preprocessing=info['preprocessing'], sector=info['sector'], stats=stats,
                 attention_frames=fi.tolist(), attention_weights=fw.tolist())
@@ -705,32 +728,35 @@ def predict_frames(frames:np.ndarray, fps:float, info:dict, # from `load_clinica
 # %% ../nbs/08_predict.ipynb #e8e17b9f
 def predict_video(path, # video or DICOM file
                   model, # an `EchoNetRegressor`, or a checkpoint path
-                  clips:Union[int,str]=1, # 1 (centred), N (evenly spaced; at most every start) or 'all' (every start)
-                  n_samples:int=30, # MC-dropout samples
+                  clips:Union[int,str]=PREDICT_CLIPS, # N (evenly spaced; at most every start), 1 (centred) or 'all'
+                  n_samples:int=30, # MC-dropout samples per clip (method mc_dropout)
                   level:float=0.9, # coverage of the interval, between 0 and 1
                   scale:Optional[float]=None, # interval scale; None: the model's calibration
                   bs:int=16, # clips per forward pass
                   seed:Optional[int]=0, # seed of the MC-dropout samples; None: the caller's generator
+                  method:Optional[str]=None, # uncertainty method (`METHODS`); None: the model's default
                   **limits # max_mb, max_frames, timeout for `load_clinical_video`
                  )->dict:
     "EF, interval, categories, out-of-distribution flags and attention of one video"
     check_predict_args(clips, n_samples, level, scale, bs, seed, **limits)
     if not isinstance(model, EchoNetRegressor): model = load_inference_model(model)
+    method = check_method(model, method, parse_clips(clips))
     frames, fps, info = load_clinical_video(path, **limits)
-    return predict_frames(frames, fps, info, model, clips, n_samples, level, scale, bs, seed, path=path)
+    return predict_frames(frames, fps, info, model, clips, n_samples, level, scale, bs, seed, path=path, method=method)
 
 # %% ../nbs/08_predict.ipynb #f31de5b1
 def format_result(r:dict # from `predict_video`
                  )->str:
     "One readable line for the prediction `r`"
-    s = (f"{r['path']}: EF {r['ef']:.1f}% ({r['level']:.0%} interval {r['ef_low']:.1f}–{r['ef_high']:.1f}), "
-         f"{r['category']}, {r['esc_class']}, {r['n_clips']} clip{'s' if r['n_clips'] > 1 else ''}")
+    s = (f"{r['path']}: EF {r['ef']:.1f}% ({r['level']:.0%} interval {r['ef_low']:.1f}–{r['ef_high']:.1f}, "
+         f"{r['method']}), {r['category']}, {r['esc_class']}, {r['n_clips']} clip{'s' if r['n_clips'] > 1 else ''}")
     if r['ood']: s += f"  [OUT OF DISTRIBUTION: {'; '.join(r['ood_reasons'])}]"
     if r['notes']: s += f"  (note: {'; '.join(r['notes'])})"
     return s
 
 # %% ../nbs/08_predict.ipynb #83162c01
-_BRIEF = ('path', 'ef', 'ef_low', 'ef_high', 'ef_std', 'level', 'category', 'esc_class', 'n_clips', 'period', 'fps',
+_BRIEF = ('path', 'ef', 'ef_low', 'ef_high', 'ef_std', 'level', 'method', 'scale', 'category', 'esc_class', 'n_clips',
+          'n_samples', 'period', 'fps',
           'n_frames', 'ood', 'ood_reasons', 'notes', 'sector')
 
 def format_json(r:dict, # from `predict_video`
@@ -748,8 +774,9 @@ def _one_line(s:str)->str: return ' '.join(str(s).split('\n'))
 def echonet_ef_predict(paths:Param("video or DICOM files", str, nargs='+'), # video (AVI, MP4, ...) or DICOM cine files
                        checkpoint:str=None, # model folder, training checkpoint or run folder
                        json:store_true=False, # print one JSON object per input
-                       clips:str='1', # test-time clips per video: a number (at most one per distinct start) or 'all'
-                       samples:int=30, # MC-dropout samples (1 to 1000)
+                       clips:str=str(PREDICT_CLIPS), # test-time clips per video: a number (at most one per start) or 'all'
+                       method:str=None, # interval method: mc_dropout, clip_spread, variance or constant (default: calibrated)
+                       samples:int=30, # MC-dropout samples per clip (1 to 1000; method mc_dropout)
                        level:float=0.9, # interval coverage, between 0 and 1
                        seed:int=0, # seed of the MC-dropout samples: the same seed gives the same output
                        attention:store_true=False, # add per-frame attention weights to the JSON
@@ -763,10 +790,13 @@ def echonet_ef_predict(paths:Param("video or DICOM files", str, nargs='+'), # vi
     if checkpoint is None: raise ConfigError("no checkpoint given (--checkpoint MODEL_FOLDER)")
     limits = dict(max_mb=max_mb, max_frames=max_frames, timeout=timeout)
     clips = check_predict_args(clips, samples, level, seed=seed, **limits)
+    if method is not None and method not in METHODS:
+        raise ConfigError(f"method must be one of {', '.join(METHODS)}, got {method!r}")
     model, failed = load_inference_model(checkpoint, device=get_device(device)), 0
+    method = check_method(model, method, clips)
     for p in paths:
         tb = None
-        try: r = predict_video(p, model, clips, samples, level, seed=seed, **limits)
+        try: r = predict_video(p, model, clips, samples, level, seed=seed, method=method, **limits)
         except EchoNetError as e: msg = str(e)
         except Exception as e:
             msg, tb = f"{p}: unexpected error ({type(e).__name__}: {first_line(e)})", traceback.format_exc()
