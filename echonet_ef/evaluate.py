@@ -7,12 +7,13 @@ __all__ = ['PRED_COLS', 'LEVELS', 'PLOTS', 'CMP_LEVELS', 'REPORT_FILES', 'eval_s
            'clip_batches', 'evaluate_model', 'bland_altman', 'detection_metrics', 'bootstrap_ci', 'coverage',
            'interval_quality', 'clinical_metrics', 'ef_report', 'plot_scatter', 'plot_bland_altman',
            'plot_category_mae', 'plot_residuals', 'plot_roc', 'coverage_curve', 'plot_calibration', 'save_fig',
-           'save_plots', 'fit_scale', 'fit_scales', 'apply_scale', 'save_calibration', 'method_tables',
-           'ensemble_table', 'compare_methods', 'meets_aim', 'best_method', 'plot_methods', 'as_number', 'baseline_mae',
-           'check_report_folder', 'report_dir', 'evaluate_checkpoint', 'echonet_ef_evaluate']
+           'save_plots', 'fit_scale', 'fit_scales', 'apply_scale', 'weights_id', 'save_calibration',
+           'check_calibration', 'method_tables', 'ensemble_table', 'compare_methods', 'meets_aim', 'best_method',
+           'plot_methods', 'as_number', 'baseline_mae', 'check_report_folder', 'report_dir', 'evaluate_checkpoint',
+           'echonet_ef_evaluate']
 
 # %% ../nbs/07_evaluate.ipynb #3c3b4ea4
-import os, math, json, shutil, warnings, contextlib, tempfile
+import os, math, json, shutil, hashlib, warnings, contextlib, tempfile
 from collections import Counter
 from pathlib import Path
 from typing import Optional
@@ -449,16 +450,32 @@ def apply_scale(df:pd.DataFrame, # predictions with EF_pred and EF_std
     return df.assign(EF_low=(df.EF_pred - half).clip(0, 100), EF_high=(df.EF_pred + half).clip(0, 100))
 
 # %% ../nbs/07_evaluate.ipynb #472375e9
+def weights_id(path # model folder (config.json + model.safetensors)
+              )->str:
+    "A fingerprint of the model's weights: the SHA-1 of its model.safetensors"
+    h = hashlib.sha1()
+    with open(Path(path)/'model.safetensors', 'rb') as f:
+        for b in iter(lambda: f.read(2**20), b''): h.update(b)
+    return h.hexdigest()[:16]
+
 def save_calibration(path, # model folder (config.json + model.safetensors)
                      scale:float, # the fitted scale
                      info:Optional[dict]=None # how it was fitted, stored as extra['calibration']
                     )->Path:
-    "Store `scale` as the calibration of the model in folder `path`, atomically"
+    "Store `scale` as the calibration of the model in folder `path`, atomically, with the weights' fingerprint"
     path = Path(path); cfg = read_model_config(path)
     cfg['calibration'] = float(scale)
-    if info is not None: cfg.setdefault('extra', {})['calibration'] = json_safe(info)
+    if info is not None: cfg.setdefault('extra', {})['calibration'] = json_safe({**info, 'weights_id': weights_id(path)})
     save_json(cfg, path/'config.json')
     return path/'config.json'
+
+def check_calibration(path # model folder
+                     ):
+    "Raise a `CheckpointError` if the model's calibration was fitted for other weights than the folder's"
+    rec = read_model_config(path).get('extra', {}).get('calibration')
+    if isinstance(rec, dict) and rec.get('weights_id') not in (None, weights_id(path)):
+        raise CheckpointError(f"{Path(path)/'config.json'}: its interval calibration was fitted for other weights "
+                              "(another checkpoint); recalibrate with echonet_ef_evaluate --calibrate")
 
 # %% ../nbs/07_evaluate.ipynb #a4bfcd68
 CMP_LEVELS = (0.8, 0.9, 0.95)
@@ -652,6 +669,7 @@ def _calibrate(val, level, test_df, clips=1, n_samples=30, method='mc_dropout'
 def _evaluate(mdir, data, split, calibrate, device, n_boot, level,
               **kw)->tuple: # (predictions, metrics, a function storing the calibration or None)
     "Predictions and metrics of the model in `mdir`; nothing is written"
+    if not calibrate: check_calibration(mdir)
     model = load_model(mdir, device)
     kw['method'] = check_method(model, kw['method'], kw['clips'])
     df = evaluate_model(model, data, split, level=level, scale=1.0 if calibrate else None, **kw)

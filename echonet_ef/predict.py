@@ -32,7 +32,7 @@ from .model import (EchoNetRegressor, load_model, read_model_config, find_model,
                               predict_with_uncertainty, frame_weights, video_estimate, video_seed)
 from .data import DeviceClipTransform
 from .model import clip_outputs, eval_amp, check_method, calibrated_method, METHODS
-from .evaluate import clip_batches, frame_input, _cat
+from .evaluate import clip_batches, frame_input, check_calibration, _cat
 
 # %% ../nbs/08_predict.ipynb #8f08cb0b
 MAX_MB = 1024         # default limit on the file size and on its uncompressed pixel data (MB)
@@ -599,6 +599,7 @@ def load_inference_model(checkpoint, # a model folder, training checkpoint or ru
                         )->EchoNetRegressor:
     "The model designated by `checkpoint`, checked and ready to predict"
     folder = find_model(checkpoint)
+    check_calibration(folder)
     try: model = load_model(folder, device=device)
     except EchoNetError: raise
     except Exception as e: raise CheckpointError(f"{folder}: the model cannot be loaded ({first_line(e)})") from None
