@@ -465,7 +465,8 @@ def save_calibration(path, # model folder (config.json + model.safetensors)
     "Store `scale` as the calibration of the model in folder `path`, atomically, with the weights' fingerprint"
     path = Path(path); cfg = read_model_config(path)
     cfg['calibration'] = float(scale)
-    if info is not None: cfg.setdefault('extra', {})['calibration'] = json_safe({**info, 'weights_id': weights_id(path)})
+    if info is not None:
+        cfg.setdefault('extra', {})['calibration'] = json_safe({**info, 'weights_id': weights_id(path)})
     save_json(cfg, path/'config.json')
     return path/'config.json'
 
@@ -782,7 +783,7 @@ def echonet_ef_evaluate(checkpoint:str=None, # model folder, training checkpoint
                         split:str='TEST', # TRAIN, VAL or TEST
                         out:str='eval', # output folder
                         clips:str='all', # clips per video: all, N (evenly spaced) or 1
-                        method:str=None, # interval method: mc_dropout, clip_spread, variance or constant (default: the model's)
+                        method:str=None, # interval method: mc_dropout, clip_spread, variance or constant
                         samples:str='30', # MC-dropout samples per clip (method mc_dropout)
                         level:str='0.9', # interval coverage, between 0 and 1
                         calibrate:store_true=False, # fit the interval scale on VAL and store it with the model

@@ -516,7 +516,8 @@ def video_estimate(samples, # (n_samples, n_clips) MC-dropout EF samples of one 
     if method not in METHODS: raise ValueError(f"unknown method {method!r}; expected one of {', '.join(METHODS)}")
     p = torch.as_tensor(preds, dtype=torch.float64)
     p = p[None] if p.ndim == 1 else p
-    if p.ndim != 2 or p.numel() == 0: raise ValueError(f"preds must be (n_clips,) or (K, n_clips), got {tuple(p.shape)}")
+    if p.ndim != 2 or p.numel() == 0:
+        raise ValueError(f"preds must be (n_clips,) or (K, n_clips), got {tuple(p.shape)}")
     s = None if samples is None else torch.as_tensor(samples, dtype=torch.float64)
     ef, spread = p.mean().item(), _spread(method, s, p, log_var)
     half = abs(z_value(level)*max(spread, SPREAD_FLOOR)*scale)
