@@ -51,6 +51,7 @@ def main():
     ap.add_argument('--k', type=int, default=3); ap.add_argument('--clips', default='all')
     ap.add_argument('--samples', type=int, default=30)
     ap.add_argument('--out', default='bench/results/uncertainty'); ap.add_argument('--threads', type=int, default=1)
+    ap.add_argument('--reuse', action='store_true', help="use the runs an earlier call left in --out/runs")
     a = ap.parse_args()
     torch.set_num_threads(a.threads); warnings.filterwarnings('ignore')
     out = Path(a.out); out.mkdir(parents=True, exist_ok=True)
@@ -58,7 +59,9 @@ def main():
     print(f"data: {a.videos} videos ({time.perf_counter()-t0:.0f} s)", flush=True)
     runs = {}
     for name, seed, var in [(f'seed{i}', i, False) for i in range(a.k)] + [('variance', 0, True)]:
-        t = time.perf_counter(); runs[name] = train(data, out/'runs'/name, a.steps, seed, var, a.threads)
+        t = time.perf_counter()
+        done = a.reuse and (out/'runs'/name/'checkpoints'/'best_model').is_dir()
+        runs[name] = find_model(out/'runs'/name) if done else train(data, out/'runs'/name, a.steps, seed, var, a.threads)
         print(f"trained {name}: {time.perf_counter()-t:.0f} s", flush=True)
     ev = lambda m, split, **kw: evaluate_model(load_model(runs[m]), data, split, clips=a.clips, scale=1.0,
                                                n_samples=a.samples, **kw)

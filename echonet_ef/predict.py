@@ -775,8 +775,8 @@ def _one_line(s:str)->str: return ' '.join(str(s).split('\n'))
 def echonet_ef_predict(paths:Param("video or DICOM files", str, nargs='+'), # video (AVI, MP4, ...) or DICOM cine files
                        checkpoint:str=None, # model folder, training checkpoint or run folder
                        json:store_true=False, # print one JSON object per input
-                       clips:str=str(PREDICT_CLIPS), # test-time clips per video: a number (at most one per start) or 'all'
-                       method:str=None, # interval method: mc_dropout, clip_spread, variance or constant (default: calibrated)
+                       clips:str=str(PREDICT_CLIPS), # clips per video: a number (at most one per start) or 'all'
+                       method:str=None, # interval method: mc_dropout, clip_spread, variance or constant
                        samples:int=30, # MC-dropout samples per clip (1 to 1000; method mc_dropout)
                        level:float=0.9, # interval coverage, between 0 and 1
                        seed:int=0, # seed of the MC-dropout samples: the same seed gives the same output

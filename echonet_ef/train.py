@@ -78,18 +78,20 @@ def predict_loader(model:nn.Module, dl, # an `EchoNetRegressor` and a loader of 
     was = model.training; model.eval()
     device = device or next(model.parameters()).device
     tfm = tfm or dl.dataset.tfm.device
-    rows = []
+    rows, v = [], getattr(model, 'variance', False)
     for b in tqdm(dl, disable=not progress, desc='predict', leave=False):
         if b is None: continue
         x = model_inputs(b, tfm, device)
         n = x.shape[1] if x.ndim == 6 else 1
         with torch.autocast(device.type, dtype=autocast_dtype, enabled=autocast_dtype is not None):
-            p = model(x.flatten(0, 1) if x.ndim == 6 else x).float()
-        p = p.view(-1, n).mean(1).cpu().numpy()
-        rows += list(zip(b['filename'], b['labels'].numpy().astype(float), p.astype(float)))
+            p = model(x.flatten(0, 1) if x.ndim == 6 else x, return_variance=v)   # with the variance head: (EF, log σ²)
+        p, lv = p if v else (p, None)
+        p = p.float().view(-1, n).mean(1).cpu().numpy()
+        lv = lv.float().exp().view(-1, n).mean(1).log().cpu().numpy() if v else [np.nan]*len(p)   # log of the mean σ²
+        rows += list(zip(b['filename'], b['labels'].numpy().astype(float), p.astype(float), lv))
     model.train(was)
-    df = pd.DataFrame(rows, columns=['FileName', 'EF', 'EF_pred'])
-    return df.drop_duplicates('FileName').reset_index(drop=True)
+    df = pd.DataFrame(rows, columns=['FileName', 'EF', 'EF_pred', 'EF_logvar'])
+    return df.drop_duplicates('FileName').drop(columns=[] if v else ['EF_logvar']).reset_index(drop=True)
 
 # %% ../nbs/06_train.ipynb #a2511849
 def _rng_state()->dict:
@@ -457,6 +459,7 @@ def validate(self:Trainer)->dict:
         pr = pd.concat(parts).drop_duplicates('FileName').reset_index(drop=True)
     m = regression_metrics(pr.EF, pr.EF_pred)
     ef, pred = (torch.tensor(v.values, dtype=torch.float32) for v in (pr.EF, pr.EF_pred))
+    if 'EF_logvar' in pr: pred = (pred, torch.tensor(pr.EF_logvar.values, dtype=torch.float32))   # the NLL losses
     m['loss'] = float(self.loss_fn(pred, ef))
     return m
 
