@@ -573,7 +573,7 @@ def clip_outputs(model:EchoNetRegressor, x:torch.Tensor, # clips (B, T, C, H, W)
     return head_outputs(model, *encode_clips(model, x, amp_dtype), n_samples, x)
 
 # %% ../nbs/04_model.ipynb #5a69a0ae
-PREFERRED = ('variance', 'clip_spread', 'mc_dropout', 'constant')
+PREFERRED = ('variance', 'constant', 'mc_dropout', 'clip_spread')
 
 def model_methods(model:EchoNetRegressor)->list:
     "The uncertainty methods one checkpoint supports, in the order of `METHODS`"
