@@ -409,14 +409,15 @@ def screen_frames(v:np.ndarray, # (T, 112, 112, 3) synthetic frames
     xs = np.arange(60, 740)
     ecg_y = 530 if overlays == 'around' else y0 + side - 70
     ecg = (ecg_y - 25*np.exp(-((xs % 60) - 30)**2/8) + 6*np.sin(xs/9)).astype(int)
-    head, depth = _text_mask('ACME Vivid  HR 72 bpm  MI 1.1  TIS 0.4', (40, 40), 0.9), _text_mask('16 cm', (700, 470), 0.8)
+    head = _text_mask('ACME Vivid  HR 72 bpm  MI 1.1  TIS 0.4', (40, 40), 0.9)
+    depth = _text_mask('16 cm', (700, 470), 0.8)
     if overlays == 'over':
         over = _text_mask('LV 4CH', (x0 + 120, y0 + side - 20), 0.7).astype(np.uint8)
         for y in range(y0 + 190, y0 + side - 10, 40): cv2.circle(over, (x0 + side - 24, y), 3, 1, -1)
-    marks = over.astype(bool)
+    marks, moving = over.astype(bool), len(v) > 1 and float(v[..., 0].std(0).mean()) > 0.5   # speckle if frames move
     for t in range(len(v)):
         c[t, y0:y0+side, x0:x0+side] = cv2.resize(v[t], (side, side), interpolation=cv2.INTER_LINEAR)
-        c[t][outside] = np.clip(rng.gamma(2.0, 14.0, outside.sum()), 0, 255).astype(np.uint8)[:, None]   # speckle
+        if moving: c[t][outside] = np.clip(rng.gamma(2.0, 14.0, outside.sum()), 0, 255).astype(np.uint8)[:, None]
         c[t][head], c[t][depth | marks] = (255, 255, 0), (255, 255, 255)
         n = 40 + 17*t                                  # the trace is drawn progressively, as on the scanner
         for d in (0, 1): c[t, ecg[:n]+d, xs[:n]] = (0, 255, 0)
@@ -541,7 +542,8 @@ def find_sector(grey:np.ndarray, # (T, H, W) uint8 frames
     region, how = _largest_region(cv2.morphologyEx(pix.astype(np.uint8), cv2.MORPH_OPEN, k)), 'moving pixels'
     if region is None:
         pix = mx > bright
-        region, how = _largest_region(cv2.morphologyEx(pix.astype(np.uint8), cv2.MORPH_OPEN, k)), 'bright pixels (no motion)'
+        region = _largest_region(cv2.morphologyEx(pix.astype(np.uint8), cv2.MORPH_OPEN, k))
+        how = 'bright pixels (no motion)'
     if region is None: return None, 'no moving or bright region'
     mask = _hull(pix & (cv2.dilate(region.astype(np.uint8), k, iterations=2) > 0))
     if mask.mean() > max_fill:
@@ -663,14 +665,16 @@ def load_clinical_video(path, # an AVI/MP4/… video or a DICOM cine loop
         sub, how = find_sector(frames[:, y0:y1, x0:x1], exclude=coloured[y0:y1, x0:x1])
         if sub is None:
             mask[y0:y1, x0:x1], box = True, rbox
-            info['notes'].append(f"no ultrasound sector found inside the DICOM region ({how}); the whole region is used")
+            info['notes'].append(f"no ultrasound sector found inside the DICOM region ({how}); "
+                                 "the whole region is used")
         else:
             mask[y0:y1, x0:x1] = sub
             box = sector_box(mask, temporal_maps(frames)[1])
             if (box[2]-box[0])*(box[3]-box[1]) > 0.5*(rbox[2]-rbox[0])*(rbox[3]-rbox[1]): box = rbox
             else: info['notes'].append("the DICOM ultrasound region is much larger than the sector found in it; "
                                        "the sector frames the crop")
-        info.update(sector='DICOM ultrasound region' + ('' if sub is None else f' + {how}'), sector_found=sub is not None)
+        info.update(sector='DICOM ultrasound region' + ('' if sub is None else f' + {how}'),
+                    sector_found=sub is not None)
     else:
         sub, how = find_sector(frames, exclude=coloured)
         info.update(sector=how, sector_found=sub is not None)
@@ -805,7 +809,8 @@ def _pool_map(fn, jobs:list, workers:int, progress:bool):
             futs = {ex.submit(fn, j): i for i, j in enumerate(jobs)}
             for f in as_completed(futs):
                 try: r = f.result()
-                except Exception as e: r = 'skip', f"the conversion process failed ({type(e).__name__}: {first_line(e)})"
+                except Exception as e:
+                    r = 'skip', f"the conversion process failed ({type(e).__name__}: {first_line(e)})"
                 yield futs[f], r; bar.update()
     finally: bar.close()
 
@@ -822,7 +827,8 @@ def convert_dicoms(inputs:list, # DICOM files or folders (searched recursively)
                    **limits # max_mb, max_frames, timeout for `load_clinical_video`
                   )->dict: # n_converted, n_existing, n_skipped, filelist (DataFrame), skipped (DataFrame)
     "Convert DICOM cines to an EchoNet-Dynamic-layout dataset in `out`: Videos/, FileList.csv, skipped.csv"
-    if not isinstance(workers, int) or workers < 1: raise ConfigError(f"workers must be a whole number ≥ 1, got {workers!r}")
+    if not isinstance(workers, int) or workers < 1:
+        raise ConfigError(f"workers must be a whole number ≥ 1, got {workers!r}")
     for k, v in limits.items():
         if not (isinstance(v, (int, float)) and v > 0): raise ConfigError(f"{k} must be a positive number, got {v!r}")
     lab = None if labels is None else read_labels(labels)
