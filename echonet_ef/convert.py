@@ -368,7 +368,12 @@ def read_dicom_video(path, max_frames:int=MAX_FRAMES, timeout:float=TIMEOUT, max
     h, src = open_dicom(path, max_frames, max_mb)
     try: v = _collect(_dicom_frames(src, h), path, max_frames, timeout, max_mb, n_hint=h['n_frames'])
     except EchoNetError: raise
-    except Exception as e: raise DataError(f"{path}: DICOM pixel data cannot be decoded ({first_line(e)})") from None
+    except Exception as e:
+        if 'missing' in str(e) and 'dependencies' in str(e):      # pydicom has no decoder for this compression
+            ts = getattr(read_file_meta_info(str(path)).get('TransferSyntaxUID'), 'name', 'this compression')
+            raise DataError(f"{path}: DICOM pixel data cannot be decoded: no decoder for {ts} is installed "
+                            "(pydicom's pylibjpeg or gdcm plugins add them)") from None
+        raise DataError(f"{path}: DICOM pixel data cannot be decoded ({first_line(e)})") from None
     timing = (None if h['fps_src'] != 'default (no frame timing in the DICOM)'
               else 'no frame timing in the DICOM: assumed 50 fps')
     notes = [n for n in (h['region_note'], timing) if n]
