@@ -316,7 +316,8 @@ def _build_parts(self:Trainer):
     self.ef_mean = float(self.dls['TRAIN'].dataset.df.EF.mean())
     self.model = build_model(cfg.model, image_size=cfg.data.size, num_frames=cfg.data.clip_len).to(self.device)
     if cfg.model.gradient_checkpointing: self.model.set_gradient_checkpointing(True)
-    self.opt = torch.optim.AdamW(param_groups(self.model, cfg.optim), betas=tuple(cfg.optim.betas))
+    self.opt = torch.optim.AdamW(param_groups(self.model, cfg.optim), betas=tuple(cfg.optim.betas),
+                                 fused=self.device.type in ('cpu', 'cuda'))  # one kernel: ~8× the for-loop on a CPU
     o, t = cfg.optim, cfg.train.max_steps
     self.sched = torch.optim.lr_scheduler.LambdaLR(self.opt,
                                                    lambda s: warmup_cosine(s, t, o.warmup_frac, o.min_lr_frac))
