@@ -13,7 +13,7 @@ __all__ = ['MAX_MB', 'MAX_FRAMES', 'TIMEOUT', 'WORK_SIZE', 'MIN_FRAMES', 'MIN_SE
            'echonet_ef_convert']
 
 # %% ../nbs/02b_convert.ipynb #4c02354a
-import os, sys, io, time, math, zlib, copy, hashlib, warnings, contextlib
+import os, sys, io, time, math, zlib, copy, hashlib, warnings
 from pathlib import Path
 from typing import Optional
 import numpy as np, pandas as pd, cv2
