@@ -1,7 +1,7 @@
 """Benchmark: does masked-video pretraining (`echonet_ef_pretrain`) help EF fine-tuning on the synthetic data?
 
 Run: `python bench/pretrain.py [--n-videos 240] [--ft-steps 300] [--pt-steps 300] [--out DIR]`.
-One synthetic dataset (`make_dataset`, seed 0; pretraining reads its TRAIN videos only, without labels), four rows,
+One synthetic dataset (`make_dataset`, seed 0, 64–100 frames per video; pretraining reads its TRAIN videos only, without labels), four rows,
 the same fine-tuning recipe and number of steps for every row (the demo's: AdamW 1e-3, batch 8, 112 px, 16 frames):
   (a) the demo's model (configs/demo.yaml: hidden 128, 4 layers, tubelet 16, `clip_stats` stem) from scratch;
   (b) a standard tiny VideoMAE (hidden 128, 4 layers, tubelet 2, plain frames, no stem) from scratch;
@@ -16,7 +16,7 @@ import argparse, os, sys, time, json, warnings
 os.environ.setdefault('HF_HUB_OFFLINE', '1'); os.environ.setdefault('WANDB_MODE', 'disabled')
 os.environ.setdefault('TRANSFORMERS_VERBOSITY', 'error')
 from pathlib import Path
-import numpy as np, torch
+import numpy as np, torch, transformers
 from echonet_ef.core import load_config, config_dict
 from echonet_ef.demo import demo_config
 from echonet_ef.synthetic import make_dataset
@@ -72,9 +72,10 @@ def main():
     ap.add_argument('--pt-steps', type=int, default=300)
     ap.add_argument('--out', default='/tmp/echonet_ef_bench_pretrain'); ap.add_argument('--quiet', action='store_true')
     a = ap.parse_args()
+    transformers.utils.logging.disable_progress_bar()   # no 'Loading weights' bar in the table's output
     out = Path(a.out); data = out/'data'
     t0 = time.time()
-    if not (data/'FileList.csv').exists(): make_dataset(data, n_videos=a.n_videos, seed=0)
+    if not (data/'FileList.csv').exists(): make_dataset(data, n_videos=a.n_videos, seed=0, frames=(64, 100))
     df = read_filelist(data)
     mean_mae = float((df[df.Split == 'TEST'].EF - df[df.Split == 'TRAIN'].EF.mean()).abs().mean())
     print(f"dataset: {len(df)} videos ({(df.Split == 'TRAIN').sum()} TRAIN) in {time.time()-t0:.0f} s; "
