@@ -1,6 +1,6 @@
 """Benchmark: does masked-video pretraining (`echonet_ef_pretrain`) help EF fine-tuning on the synthetic data?
 
-Run: `python bench/pretrain.py [--n-videos 240] [--ft-steps 300] [--pt-steps 300] [--out DIR]`.
+Run: `python bench/pretrain.py [--n-videos 160] [--ft-steps 300] [--pt-steps 300] [--out DIR]`.
 One synthetic dataset (`make_dataset`, seed 0, 64–100 frames per video; pretraining reads its TRAIN videos only, without labels), four rows,
 the same fine-tuning recipe and number of steps for every row (the demo's: AdamW 1e-3, batch 8, 112 px, 16 frames):
   (a) the demo's model (configs/demo.yaml: hidden 128, 4 layers, tubelet 16, `clip_stats` stem) from scratch;
@@ -68,7 +68,7 @@ def finetune(a, data:Path, row:str, out:Path, encoder=None)->tuple:
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split('\n')[0])
-    ap.add_argument('--n-videos', type=int, default=240); ap.add_argument('--ft-steps', type=int, default=300)
+    ap.add_argument('--n-videos', type=int, default=160); ap.add_argument('--ft-steps', type=int, default=300)
     ap.add_argument('--pt-steps', type=int, default=300)
     ap.add_argument('--out', default='/tmp/echonet_ef_bench_pretrain'); ap.add_argument('--quiet', action='store_true')
     a = ap.parse_args()
