@@ -300,7 +300,7 @@ class DataConfig:
     scale: float = 0.0                # training zoom: a random scale in [1-scale, 1+scale] (0: off)
     rotate: float = 0.0               # training rotation: a random angle in ±rotate degrees (0: off)
     batch_size: int = 12              # clips per micro-batch
-    num_workers: int = 2              # DataLoader worker processes
+    num_workers: Optional[int] = None # loader worker processes (None: one per core but one, at most 8)
     val_clips: int = 1                # evenly spaced clips per video averaged in validation (test-time averaging)
     loader: str = 'cv2'               # cv2, dali or auto
     strict: bool = False              # unreadable videos are errors instead of skipped with a warning
@@ -477,7 +477,7 @@ CHECKS = {
     'data.mean': (_nums(3), '3 numbers (R, G, B)'), 'data.std': (_nums(3, _pos), '3 positive numbers (R, G, B)'),
     'data.pad': (_nonneg, '0 or more'), 'data.jitter': (_unit, 'in [0, 1)'),
     'data.scale': (_unit, 'in [0, 1)'), 'data.rotate': (lambda v: 0 <= v <= 180, 'in [0, 180] (degrees)'),
-    'data.batch_size': (_pos, 'at least 1'), 'data.num_workers': (_nonneg, '0 or more'),
+    'data.batch_size': (_pos, 'at least 1'), 'data.num_workers': (_opt(_nonneg), '0 or more, or null'),
     'data.val_clips': (_pos, 'at least 1'), 'data.loader': (_one_of('cv2', 'dali', 'auto'), 'cv2, dali or auto'),
     'model.pool': (_one_of('attention', 'mean'), 'attention or mean'),
     'model.head_dropout': (_unit, 'in [0, 1)'), 'model.freeze_backbone_steps': (_nonneg, '0 or more'),

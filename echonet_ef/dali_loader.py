@@ -4,9 +4,8 @@
 
 # %% auto #0
 __all__ = ['FOURCC_CODECS', 'DALI_CODECS', 'CODEC_NAMES', 'DALI_INSTALL', 'TRANSCODE_HINT', 'LOADERS', 'codec_of', 'dali_decodes',
-           'dali_available', 'dali_device', 'clip_plan', 'dali_clip_graph', 'dali_transform', 'dali_read_frames',
-           'dali_tolerance', 'probe_codecs', 'check_dali_codecs', 'DaliLoader', 'get_dali_dataloaders', 'choose_loader',
-           'make_dataloaders']
+           'dali_available', 'dali_device', 'clip_plan', 'dali_read_frames', 'dali_tolerance', 'probe_codecs',
+           'check_dali_codecs', 'DaliLoader', 'get_dali_dataloaders', 'choose_loader', 'make_dataloaders']
 
 # %% ../nbs/03_dali.ipynb #86c479f5
 import os, sys, re, math, warnings, logging, importlib
@@ -16,8 +15,8 @@ import numpy as np, torch
 from fastcore.basics import store_attr, patch_to
 from fastcore.meta import delegates
 from .core import *
-from .data import (EchoDataset, EpochSampler, split_data, split_loaders, read_filelist, video_info, read_frames, clip_indices,
-                             get_dataloaders, NATIVE_SIZE)
+from .data import (EchoDataset, EpochSampler, split_data, split_loaders, read_filelist, video_info,
+                             read_frames, clip_indices, get_dataloaders, n_workers)
 
 # %% ../nbs/03_dali.ipynb #5ad88f5c
 FOURCC_CODECS = {'MJPG': 'mjpeg', 'MJPEG': 'mjpeg', 'AVRN': 'mjpeg', 'JPEG': 'mjpeg', 'VP80': 'vp8', 'VP90': 'vp9',
@@ -68,65 +67,15 @@ def dali_device(device:Optional[str]=None # 'cpu', 'gpu', or None: the GPU when 
 # %% ../nbs/03_dali.ipynb #b67fd2cf
 def clip_plan(ds:EchoDataset, # the dataset whose item `i` is planned
               i:int # item index
-             )->dict: # frames (int32, n_clips·clip_len), mask (bool), anchor (int32 crop offset y,x), cb (float32 contrast, brightness)
-    "Frame indices, padding mask and augmentation of item `i`, drawn exactly as `EchoDataset` draws them"
+             )->dict: # frames (int32, n_clips·clip_len), mask (bool, n_clips×clip_len), plan (float32, n_clips×6)
+    "Frame indices, padding mask and augmentation plans of item `i`, drawn exactly as `EchoDataset` draws them"
     rng = np.random.default_rng([ds.seed, ds.epoch, i])
-    p, t = ds.period(i), ds.tfm
-    idxs = np.concatenate([clip_indices(s, ds.cfg.clip_len, p) for s in ds.starts(i, rng)])
-    anchor, cb = np.zeros(2, np.int32), np.array([1, 0], np.float32)
-    if t.train and t.pad > 0: anchor = (rng.integers(0, 2*t.pad+1, size=2) - t.pad).astype(np.int32)
-    if t.train and t.jitter > 0:
-        c = 1 + rng.uniform(-t.jitter, t.jitter); b = rng.uniform(-t.jitter, t.jitter)/2
-        cb = np.array([c, b], np.float32)
-    return dict(frames=idxs.astype(np.int32), mask=idxs < ds.infos[i]['n_frames'], anchor=anchor, cb=cb)
+    starts = ds.starts(i, rng)
+    idxs = np.stack([clip_indices(s, ds.cfg.clip_len, ds.period(i)) for s in starts])
+    plans = np.stack([ds.tfm.plan(rng) for _ in starts])
+    return dict(frames=idxs.reshape(-1).astype(np.int32), mask=idxs < ds.infos[i]['n_frames'], plan=plans)
 
 # %% ../nbs/03_dali.ipynb #bdf81ded
-def dali_clip_graph(x, # DALI node: uint8 frames (F,H,W,3)
-                    anchor=None, # DALI node (CPU): crop offset (y,x) in native pixels, or None for no crop
-                    cb=None, # DALI node: (contrast, brightness), or None for no jitter
-                    size:int=224, mean=IMAGENET_MEAN, std=IMAGENET_STD,
-                    native:Optional[int]=None # first resize frames to `native`×`native` (videos of other sizes)
-                   ):
-    "`ClipTransform` as DALI operators: uint8 (F,H,W,3) -> float (F,3,size,size), before padded frames are zeroed"
-    _, fn, types = _dali()
-    if native: x = fn.resize(x, size=[native, native], interp_type=types.INTERP_LINEAR, antialias=True)
-    if anchor is not None:
-        h = native or NATIVE_SIZE
-        x = fn.slice(x, start=anchor, shape=[h, h], axis_names='HW', out_of_bounds_policy='pad', fill_values=0)
-    scale = 255.0   # without jitter the 0–1 scaling folds into the normalisation
-    if cb is not None:
-        import nvidia.dali.math as dmath
-        x, scale = dmath.clamp((fn.cast(x, dtype=types.FLOAT)/255.0 - 0.5)*cb[0] + 0.5 + cb[1], 0.0, 1.0), 1.0
-    if size != (native or NATIVE_SIZE):
-        x = fn.resize(x, size=[size, size], interp_type=types.INTERP_LINEAR, antialias=False, dtype=types.FLOAT)
-    return fn.crop_mirror_normalize(x, mean=[m*scale for m in mean], std=[v*scale for v in std], output_layout='FCHW',
-                                    dtype=types.FLOAT)
-
-# %% ../nbs/03_dali.ipynb #24d1405d
-def dali_transform(frames:np.ndarray, # uint8 (F,H,W,3)
-                   mask=None, # bool (F,), False for padded frames
-                   anchor=None, cb=None, # augmentation as `clip_plan` gives it, or None
-                   size:int=224, mean=IMAGENET_MEAN, std=IMAGENET_STD,
-                   device:str='cpu' # where the graph runs
-                  )->torch.Tensor: # float32 (F,3,size,size)
-    "Run `dali_clip_graph` on one clip of decoded frames"
-    dali, fn, types = _dali()
-    mask = np.ones(len(frames), bool) if mask is None else np.asarray(mask)
-    pipe = dali.Pipeline(batch_size=1, num_threads=1, device_id=torch.cuda.current_device() if device == 'gpu' else None)
-    with pipe:
-        x = fn.external_source(name='x', layout='FHWC', dtype=types.UINT8, ndim=4)
-        a = fn.external_source(name='a', dtype=types.INT32, ndim=1) if anchor is not None else None
-        c = fn.external_source(name='c', dtype=types.FLOAT, ndim=1) if cb is not None else None
-        if device == 'gpu': x, c = x.gpu(), (c.gpu() if c is not None else None)
-        pipe.set_outputs(dali_clip_graph(x, a, c, size, mean, std))
-    pipe.build()
-    pipe.feed_input('x', [np.ascontiguousarray(frames)], layout='FHWC')
-    if anchor is not None: pipe.feed_input('a', [np.asarray(anchor, np.int32)])
-    if cb is not None: pipe.feed_input('c', [np.asarray(cb, np.float32)])
-    x = _to_torch(pipe.run()[0].as_tensor(), 'cuda' if device == 'gpu' else 'cpu')[0]
-    x[torch.from_numpy(~mask).to(x.device)] = 0
-    return x
-
 def _dali_msg(e:Exception)->str:
     "The informative line of a DALI error (what the operator 'encountered')"
     lines = [l.strip() for l in str(e).splitlines() if l.strip()]
@@ -208,9 +157,6 @@ class DaliLoader:
         self.device = dali_device(device)
         self.device_id = (torch.cuda.current_device() if device_id is None else device_id) if self.device == 'gpu' else None
         check_dali_codecs({o['codec'] for o in dataset.infos}, self.device, Path(dataset.root)/'Videos')
-        sizes = {(o['height'], o['width']) for o in dataset.infos}
-        self.native = NATIVE_SIZE if sizes - {(NATIVE_SIZE, NATIVE_SIZE)} else None
-        if self.native: warnings.warn(f"{dataset.root}: some videos are not {NATIVE_SIZE}×{NATIVE_SIZE}; DALI resizes them (linear, antialiased)")
         self._pipe, self._batches, self._fed, self._complete = None, iter(()), [], {}
 
     def __len__(self):
@@ -218,39 +164,27 @@ class DaliLoader:
         return n // self.batch_size if self.drop_last else math.ceil(n / self.batch_size)
 
 # %% ../nbs/03_dali.ipynb #3a79123e
-def _source_names(ds):
-    t = ds.tfm
-    return ['enc', 'frames', 'idx'] + (['anchor'] if t.train and t.pad > 0 else []) + (['cb'] if t.train and t.jitter > 0 else [])
-
 @patch_to(DaliLoader)
 def _next_batch(self):
-    "DALI's callback: the next batch of inputs (StopIteration ends the epoch)"
+    "DALI's callback: the next batch of file bytes, frame indices and item indices (StopIteration ends the epoch)"
     b = next(self._batches)
-    plans = [clip_plan(self.dataset, int(i)) for i in b]
-    self._fed.append((b, np.stack([p['mask'] for p in plans]), [self._unreadable(int(i), p['frames']) for i, p in zip(b, plans)]))
-    cols = dict(enc=[np.fromfile(str(self.dataset.root/'Videos'/f'{self.dataset.df.FileName[i]}.avi'), np.uint8) for i in b],
-                frames=[p['frames'] for p in plans], idx=[np.array([i], np.int64) for i in b],
-                anchor=[p['anchor'] for p in plans], cb=[p['cb'] for p in plans])
-    return tuple(cols[k] for k in _source_names(self.dataset))
+    ds, plans = self.dataset, [clip_plan(self.dataset, int(i)) for i in b]
+    why = [self._unreadable(int(i), p['frames']) for i, p in zip(b, plans)]
+    self._fed.append((b, plans, why))
+    return ([np.fromfile(str(ds.root/'Videos'/f'{ds.df.FileName[i]}.avi'), np.uint8) for i in b],
+            [p['frames'] for p in plans], [np.array([i], np.int64) for i in b])
 
 @patch_to(DaliLoader)
 def _build(self):
-    "Build the DALI pipeline of this loader"
+    "Build the DALI pipeline of this loader: decode the planned frames, nothing else"
     dali, fn, types = _dali()
-    ds, gpu = self.dataset, self.device == 'gpu'
-    names = _source_names(ds)
-    dtypes = dict(enc=types.UINT8, frames=types.INT32, idx=types.INT64, anchor=types.INT32, cb=types.FLOAT)
     pipe = dali.Pipeline(batch_size=self.batch_size, num_threads=self.num_threads, device_id=self.device_id,
                          prefetch_queue_depth=2)
     with pipe:
-        src = dict(zip(names, fn.external_source(source=self._next_batch, num_outputs=len(names), batch=True,
-                                                 dtype=[dtypes[k] for k in names])))
-        x = fn.decoders.video(src['enc'], frames=src['frames'], device='mixed' if gpu else 'cpu')
-        cb = src.get('cb')
-        if gpu and cb is not None: cb = cb.gpu()
-        t = ds.tfm
-        x = dali_clip_graph(x, src.get('anchor'), cb, t.size, t.mean, t.std, native=self.native)
-        pipe.set_outputs(x, src['idx'])
+        enc, frames, idx = fn.external_source(source=self._next_batch, num_outputs=3, batch=True,
+                                              dtype=[types.UINT8, types.INT32, types.INT64])
+        x = fn.decoders.video(enc, frames=frames, device='mixed' if self.device == 'gpu' else 'cpu')
+        pipe.set_outputs(x, idx)
     pipe.build()
     return pipe
 
@@ -272,20 +206,23 @@ def _unreadable(self, i:int, # item index
 @patch_to(DaliLoader)
 def _batch(self, outs)->Optional[dict]: # None when every item of the batch was skipped
     x, idx = outs
-    _, mask, why = self._fed.pop(0)
+    _, plans, why = self._fed.pop(0)
     ds = self.dataset
     for w in filter(None, why):
         if ds.cfg.strict: raise DataError(w)
         warnings.warn(f"skipping: {w}")
-    keep = np.array([not w for w in why])
-    if not keep.any(): return None
+    keep = [not w for w in why]
+    if not any(keep): return None
     dev = f'cuda:{self.device_id}' if self.device == 'gpu' else 'cpu'
-    x = _to_torch(x.as_tensor(), dev) if x.is_dense_tensor() else torch.stack([_to_torch(t, dev) for t in x])
-    if not mask.all(): x[torch.from_numpy(~mask).to(x.device)] = 0   # padded frames: 0 after normalisation
-    idx = np.array(idx.as_tensor()).reshape(-1)
-    if not keep.all(): x, idx = x[torch.from_numpy(keep).to(x.device)], idx[keep]
-    if not ds.train and ds.n_clips != 1: x = x.view(len(idx), -1, ds.cfg.clip_len, *x.shape[2:])
-    return dict(pixel_values=x, labels=torch.tensor(ds.df.EF.values[idx], dtype=torch.float32),
+    multi = not ds.train and ds.n_clips != 1
+    shape = lambda t: t.view(-1, ds.cfg.clip_len, *t.shape[1:]) if multi else t   # (N·T,H,W,3) -> (N,T,H,W,3)
+    xs = [shape(_to_torch(t, dev)) for t, k in zip(x, keep) if k]               # one tensor per item, as decoded
+    idx = np.array(idx.as_tensor()).reshape(-1)[keep]
+    pick = (lambda v: torch.from_numpy(np.stack(v))) if multi else (lambda v: torch.from_numpy(np.stack([o[0] for o in v])))
+    kept = [p for p, k in zip(plans, keep) if k]
+    same = len({tuple(t.shape) for t in xs}) == 1
+    return dict(pixel_values=torch.stack(xs) if same else xs, plan=pick([p['plan'] for p in kept]),
+                mask=pick([p['mask'] for p in kept]), labels=torch.tensor(ds.df.EF.values[idx], dtype=torch.float32),
                 filename=[ds.df.FileName[i] for i in idx])
 
 @patch_to(DaliLoader)
@@ -300,7 +237,7 @@ def _drain(self):
 
 @patch_to(DaliLoader)
 def __iter__(self):
-    idx = np.array(list(self.sampler), dtype=int)
+    idx = np.array([i[1] if isinstance(i, tuple) else i for i in self.sampler], dtype=int)
     bs, n = self.batch_size, len(self)
     self._batches = iter([idx[i*bs:(i+1)*bs] for i in range(n)])
     if self._pipe is None: self._pipe = self._build()
@@ -324,7 +261,7 @@ def get_dali_dataloaders(cfg:DataConfig, # data settings (root, sizes, batch siz
                          eval_batch_size:Optional[int]=None, # batch size of the non-training splits
                          **kwargs)->dict:
     "DALI loaders for `splits`, keyed by split name, with the contract of `get_dataloaders`"
-    kwargs.setdefault('num_threads', max(1, cfg.num_workers))
+    kwargs.setdefault('num_threads', max(1, n_workers(cfg)))
     return split_loaders(cfg, lambda ds, sampler, bs, train: DaliLoader(ds, bs, sampler, drop_last=train, **kwargs),
                          splits, seed, rank, world_size, eval_batch_size)
 

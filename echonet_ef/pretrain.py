@@ -21,7 +21,7 @@ import transformers
 from transformers import VideoMAEConfig, VideoMAEForPreTraining
 from .core import *
 from .data import read_filelist, video_info, sample_clip, clip_span, clip_starts, ClipTransform
-from .data import EpochSampler, collate, video_period
+from .data import EpochSampler, collate, video_period, model_inputs, n_workers
 from .model import make_stem, _videomae_overrides, _check_arch, _check_divides, _is_local, _load_error
 from .train import Trainer, param_groups
 
@@ -64,22 +64,23 @@ class VideoClips(Dataset):
                 bad.append(str(e))
         if bad: warnings.warn(f"skipped {len(bad)} unreadable video(s), e.g. {bad[0]}")
         self.paths, self.infos = list(infos), list(infos.values())
-        self.tfm = ClipTransform(cfg.size, cfg.mean, cfg.std, train=train and cfg.augment, pad=cfg.pad,
-                                 jitter=cfg.jitter)
+        self.tfm = ClipTransform.from_config(cfg, train)
 
     def __len__(self): return len(self.paths)
 
-    def __getitem__(self, i:int)->Optional[dict]:
-        "Clip `i` as `pixel_values` with its `filename`; None if it cannot be read"
-        rng, info = np.random.default_rng([self.seed, self.epoch, i]), self.infos[i]
+    def __getitem__(self, i)->Optional[dict]: # i: an index, or (epoch, index)
+        "Clip `i`: uint8 `pixel_values` (T,H,W,3), its `plan` and `mask`, and its `filename`; None if unreadable"
+        epoch, i = i if isinstance(i, tuple) else (self.epoch, i)
+        rng, info = np.random.default_rng([self.seed, epoch, i]), self.infos[i]
         p = video_period(info['fps'], self.cfg.period, self.cfg.ref_fps)
         last = max(0, info['n_frames'] - clip_span(self.cfg.clip_len, p))
         start = int(rng.integers(0, last + 1)) if self.train else int(clip_starts(info['n_frames'], self.cfg.clip_len, p)[0])
-        try: x = self.tfm(*sample_clip(self.paths[i], info['n_frames'], start, self.cfg.clip_len, p), rng=rng)
+        try: frames, mask = sample_clip(self.paths[i], info['n_frames'], start, self.cfg.clip_len, p, size=None)
         except DataError as e:
             if self.cfg.strict: raise
             warnings.warn(f"skipping: {e}"); return None
-        return dict(pixel_values=x, filename=self.paths[i].stem)
+        return dict(pixel_values=torch.from_numpy(frames), plan=torch.from_numpy(self.tfm.plan(rng)),
+                    mask=torch.from_numpy(mask), filename=self.paths[i].stem)
 
 # %% ../nbs/06b_pretrain.ipynb #35c64a64
 def sector_patches(x:torch.Tensor, # clips (B, T, C, H, W)
@@ -182,10 +183,13 @@ def _build_data(self:PretrainTrainer):
     paths = pretrain_videos(c.root, self.cfg.pretrain.splits)
     ds = VideoClips(paths, c, train=True, seed=seed)
     if len(ds) == 0: raise DataError(f"{c.root}: none of the {len(paths)} videos could be read")
-    sampler = EpochSampler(len(ds), shuffle=True, seed=seed, rank=self.rank, world_size=self.world, drop_last=True)
+    sampler = EpochSampler(len(ds), shuffle=True, seed=seed, rank=self.rank, world_size=self.world, drop_last=True,
+                           tag_epoch=True)
     val = VideoClips(ds.paths[:self.n_val], c, train=False, seed=seed)
-    def _dl(d, s, train): return DataLoader(d, batch_size=c.batch_size, sampler=s, num_workers=c.num_workers,
+    nw = n_workers(c)
+    def _dl(d, s, train): return DataLoader(d, batch_size=c.batch_size, sampler=s, num_workers=nw if train else 0,
                                             collate_fn=collate, generator=torch.Generator().manual_seed(seed),
+                                            persistent_workers=train and nw > 0,
                                             drop_last=train and len(s) >= c.batch_size,
                                             pin_memory=torch.cuda.is_available())
     self.dls = {'TRAIN': _dl(ds, sampler, True), 'VAL': _dl(val, None, False)}
@@ -215,7 +219,7 @@ def _mask(self:PretrainTrainer, x:torch.Tensor, rng:np.random.Generator)->torch.
 def _forward_loss(self:PretrainTrainer, b)->torch.Tensor:
     "The masked-patch loss of batch `b` under a tube mask seeded by (seed, process, epoch, batch)"
     st = self.state
-    x = b['pixel_values'].to(self.device, non_blocking=True)
+    x = model_inputs(b, self.tfm, self.device)
     mask = self._mask(x, np.random.default_rng([self.cfg.train.seed, self.rank, st['epoch'], st['batch']]))
     with torch.autocast(self.device.type, dtype=self.autocast_dtype, enabled=self.autocast_dtype is not None):
         return (self.ddp or self.model)(x, mask).loss.float()
@@ -229,7 +233,7 @@ def validate(self:PretrainTrainer)->dict:
     tot, n = 0.0, 0
     for i, b in enumerate(self.dls['VAL']):
         if b is None: continue
-        x = b['pixel_values'].to(self.device)
+        x = model_inputs(b, self.tfm, self.device)
         with torch.autocast(self.device.type, dtype=self.autocast_dtype, enabled=self.autocast_dtype is not None):
             loss = self.model(x, self._mask(x, np.random.default_rng([self.cfg.train.seed, 10**6, i]))).loss
         tot += float(loss)*len(x); n += len(x)

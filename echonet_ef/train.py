@@ -18,6 +18,7 @@ from fastcore.script import call_parse, store_true
 from tqdm.auto import tqdm
 from safetensors import SafetensorError
 from .core import *
+from .data import DeviceClipTransform, model_inputs
 from .dali_loader import make_dataloaders
 from .model import build_model, save_model, latest_checkpoint, step_checkpoints, recover_dir
 from .model import find_model  # re-exported: 09_app imports it from here
@@ -83,15 +84,17 @@ def amp_setup(amp:str, # auto, fp16, bf16 or fp32
 def predict_loader(model:nn.Module, dl, # an `EchoNetRegressor` and a loader of dict batches
                    device=None, # default: the model's device
                    autocast_dtype=None, # e.g. torch.bfloat16
-                   progress:bool=False
+                   progress:bool=False,
+                   tfm:Optional[DeviceClipTransform]=None # default: the transform of `dl`'s dataset
                   )->pd.DataFrame: # FileName, EF, EF_pred
     "Predictions of `model` for every video in `dl`, averaged over each video's clips"
     was = model.training; model.eval()
     device = device or next(model.parameters()).device
+    tfm = tfm or dl.dataset.tfm.device
     rows = []
     for b in tqdm(dl, disable=not progress, desc='predict', leave=False):
         if b is None: continue
-        x = b['pixel_values'].to(device, non_blocking=True)
+        x = model_inputs(b, tfm, device)
         n = x.shape[1] if x.ndim == 6 else 1
         with torch.autocast(device.type, dtype=autocast_dtype, enabled=autocast_dtype is not None):
             p = model(x.flatten(0, 1) if x.ndim == 6 else x).float()
@@ -332,6 +335,7 @@ def _build_parts(self:Trainer):
                                                    lambda s: warmup_cosine(s, t, o.warmup_frac, o.min_lr_frac))
     self.scaler = torch.amp.GradScaler('cuda') if use_scaler else None
     self._build_loss()
+    self.tfm = DeviceClipTransform.from_config(cfg.data)   # uint8 clips -> model input, on the device
     self.state = dict(step=0, epoch=0, batch=0, best_step=None, bad_evals=0, nonfinite=0,
                       nonfinite_run=0, history=[], stopped=None, **{f'best_{self.monitor}': None})
 
@@ -433,7 +437,7 @@ def _micro_batches(self:Trainer):
 @patch
 def _forward_loss(self:Trainer, b)->torch.Tensor:
     "The loss of batch `b`"
-    x, y = b['pixel_values'].to(self.device, non_blocking=True), b['labels'].to(self.device)
+    x, y = model_inputs(b, self.tfm, self.device), b['labels'].to(self.device)
     with torch.autocast(self.device.type, dtype=self.autocast_dtype, enabled=self.autocast_dtype is not None):
         p = (self.ddp or self.model)(x)
     return self.loss_fn(p.float(), y.float())
