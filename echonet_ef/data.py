@@ -282,6 +282,15 @@ class DeviceClipTransform:
     def __repr__(self): return f"DeviceClipTransform(size={self.size})"
 
 # %% ../nbs/02_data.ipynb #8e291f6f
+def _shift(x, d):
+    "Move each clip of `x` (K,T,…,H,W) by whole pixels `d` (K,2) = (dy, dx), black coming in at the edge"
+    h, w = x.shape[-2:]
+    d = d.round().long().tolist()
+    m = max(max(abs(a), abs(b)) for a, b in d)
+    if m == 0: return x
+    xp = F.pad(x, (m,)*4)
+    return torch.stack([xp[i, ..., m+dy:m+dy+h, m+dx:m+dx+w] for i, (dy, dx) in enumerate(d)])
+
 def _zoom_rotate(x, scale, angle):
     "Zoom each clip of `x` (K,T,3,H,W) by `scale` (K,) and rotate it by `angle` (K,) degrees about its centre"
     k, t, c, h, w = x.shape
@@ -293,29 +302,30 @@ def _zoom_rotate(x, scale, angle):
     return F.grid_sample(x.reshape(k, t*c, h, w), grid, mode='bilinear', padding_mode='zeros',
                          align_corners=False).view(k, t, c, h, w)
 
-def _shift(x, d):
-    "Move each clip of `x` (K,T,3,H,W) by whole pixels `d` (K,2) = (dy, dx), black coming in at the edge"
-    h, w = x.shape[-2:]
-    d = d.round().long().tolist()
-    m = max(max(abs(a), abs(b)) for a, b in d)
-    if m == 0: return x
-    xp = F.pad(x, (m,)*4)
-    return torch.stack([xp[i, ..., m+dy:m+dy+h, m+dx:m+dx+w] for i, (dy, dx) in enumerate(d)])
-
 @patch_to(DeviceClipTransform)
-def augment(self, x:torch.Tensor, # float (K,T,3,H,W) in 0–1
-            plan:torch.Tensor # (K,6) as `draw_plan` gives
-           )->torch.Tensor:
-    "Apply each clip's plan: zoom and rotation, crop offset, then contrast and brightness"
-    plan = plan.to(x.device, torch.float32)
-    if (plan[:, 4] != 1).any() or (plan[:, 5] != 0).any(): x = _zoom_rotate(x, plan[:, 4], plan[:, 5])
+def geometry(self, x:torch.Tensor, # (K,T,3,H,W) uint8 frames
+             plan:torch.Tensor # (K,6) as `draw_plan` gives
+            )->torch.Tensor: # float32 (K,T,3,H,W) on the 0–255 scale
+    "Apply each clip's crop offset (exactly, on uint8), then its zoom and rotation"
     if (plan[:, :2] != 0).any(): x = _shift(x, plan[:, :2] * (x.shape[-2] / self.native))
-    if (plan[:, 2] != 1).any() or (plan[:, 3] != 0).any():
-        c, b = plan[:, 2].view(-1, 1, 1, 1, 1), plan[:, 3].view(-1, 1, 1, 1, 1)
-        x = ((x - 0.5)*c + 0.5 + b).clamp_(0, 1)
+    x = x.to(torch.float32, memory_format=torch.contiguous_format)
+    if (plan[:, 4] != 1).any() or (plan[:, 5] != 0).any(): x = _zoom_rotate(x, plan[:, 4], plan[:, 5])
     return x
 
 # %% ../nbs/02_data.ipynb #df0cab35
+@patch_to(DeviceClipTransform)
+def intensity(self, x:torch.Tensor, # float32 (K,T,3,H,W) on the 0–255 scale, modified in place
+              plan:Optional[torch.Tensor]=None # (K,6) plans, or None for no gain
+             )->torch.Tensor: # normalised float32 (K,T,3,H,W)
+    "Apply each clip's contrast and brightness (clamped to 0–1), then normalise"
+    mean, std = [x.new_tensor(v).view(1, 1, 3, 1, 1) for v in (self.mean, self.std)]
+    if plan is not None and ((plan[:, 2] != 1).any() or (plan[:, 3] != 0).any()):
+        c, b = plan[:, 2].view(-1, 1, 1, 1, 1), plan[:, 3].view(-1, 1, 1, 1, 1)
+        x.mul_(c/255).add_(0.5 - 0.5*c + b).clamp_(0, 1)
+        return x.sub_(mean).div_(std)
+    return x.mul_(1/(255*std)).sub_(mean/std)
+
+# %% ../nbs/02_data.ipynb #9a7a9d2e
 @patch_to(DeviceClipTransform)
 def __call__(self, x, # uint8 (…,T,H,W,3) tensor (or array), or a list of such clips of different sizes
              plan=None, # (…,6) plans, or None for none
@@ -327,16 +337,16 @@ def __call__(self, x, # uint8 (…,T,H,W,3) tensor (or array), or a list of such
                             for i, o in enumerate(x)])
     x = torch.as_tensor(x)
     lead, (t, h, w) = x.shape[:-4], x.shape[-4:-1]
-    x = x.reshape(-1, t, h, w, 3).permute(0, 1, 4, 2, 3).float().div_(255)
-    if plan is not None: x = self.augment(x, torch.as_tensor(plan).reshape(-1, 6))
+    x = x.reshape(-1, t, h, w, 3).permute(0, 1, 4, 2, 3)
+    if plan is not None: plan = torch.as_tensor(plan).reshape(-1, 6).to(x.device, torch.float32)
+    x = self.geometry(x, plan) if plan is not None else x.to(torch.float32, memory_format=torch.contiguous_format)
+    x = self.intensity(x, plan)
     if (h, w) != (self.size, self.size):
         x = F.interpolate(x.flatten(0, 1), size=(self.size, self.size), mode='bilinear', align_corners=False,
                           antialias=False).view(-1, t, 3, self.size, self.size)
-    mean, std = [x.new_tensor(v).view(1, 1, 3, 1, 1) for v in (self.mean, self.std)]
-    x = (x - mean) / std
     if mask is not None:
-        keep = torch.as_tensor(mask).to(x.device).reshape(-1, t, 1, 1, 1)
-        x = x.masked_fill(~keep.bool(), 0)
+        keep = torch.as_tensor(mask).to(x.device).reshape(-1, t, 1, 1, 1).bool()
+        if not bool(keep.all()): x = x.masked_fill(~keep, 0)
     return x.view(*lead, t, 3, self.size, self.size)
 
 # %% ../nbs/02_data.ipynb #018d03a8

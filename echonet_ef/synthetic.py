@@ -9,7 +9,8 @@ __all__ = ['SIZE', 'CM_PER_PX', 'N_DISKS', 'CODECS', 'MANIFEST', 'DATASET_CSVS',
            'owned_file', 'make_dataset', 'dataset_summary', 'echonet_ef_synth']
 
 # %% ../nbs/01_synthetic.ipynb #f3a8b746
-import os, time, json, contextlib
+import os, time, json, contextlib, multiprocessing
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from typing import Callable, Optional
 import numpy as np, pandas as pd, cv2
@@ -369,7 +370,7 @@ def _check_replace(out:Path, names:list, owned:dict, overwrite:bool):
                             "or changed since), so it is not replaced; remove it yourself or choose another folder")
 
 # %% ../nbs/01_synthetic.ipynb #9ea14af7
-def _write_dataset(out:Path, plan:pd.DataFrame, seed:int, codec:str, overwrite:bool)->pd.DataFrame:
+def _write_dataset(out:Path, plan:pd.DataFrame, seed:int, codec:str, overwrite:bool, workers:int=1)->pd.DataFrame:
     "Write the videos and CSVs of `plan` to `out` (locked), then remove what make_dataset wrote before and now lacks"
     owned, names = read_manifest(out), [f"Videos/{n}.avi" for n in plan.FileName] + list(DATASET_CSVS)
     _check_replace(out, names, owned, overwrite)
@@ -377,11 +378,9 @@ def _write_dataset(out:Path, plan:pd.DataFrame, seed:int, codec:str, overwrite:b
     info, made, changed = dict(n_videos=len(plan), seed=seed, codec=codec), [], []
     _save_manifest(out, {**owned, **dict.fromkeys(names)}, complete=False, **info)
     try:
-        res = []
-        for i, v in enumerate(plan.to_dict('records')):
-            rel = f"Videos/{v['FileName']}.avi"; new = not (out/rel).exists()
-            res.append(_make_one((out, i, seed, v, codec)))
-            (made if new else changed).append(rel)
+        jobs = [(out, i, seed, v, codec) for i, v in enumerate(plan.to_dict('records'))]
+        for rel in names[:len(jobs)]: (changed if (out/rel).exists() else made).append(rel)
+        res = _map(_make_one, jobs, workers)
         df = pd.DataFrame([r for r, _ in res], columns=FILELIST_COLUMNS)
         tracings = pd.DataFrame([t for _, ts in res for t in ts], columns=TRACING_COLUMNS)
         with atomic_write(out/'VolumeTracings.csv') as f: tracings.to_csv(f, index=False)
@@ -396,6 +395,13 @@ def _write_dataset(out:Path, plan:pd.DataFrame, seed:int, codec:str, overwrite:b
         if rel not in files and (p := owned_file(out, rel, size)) is not None: p.unlink()
     _save_manifest(out, files, complete=True, **info)
     return df
+
+# %% ../nbs/01_synthetic.ipynb #b0faf8ae
+def _map(f, jobs:list, workers:int=1)->list:
+    "`[f(j) for j in jobs]`, in a pool of `workers` processes when there are several"
+    if workers <= 1 or len(jobs) < 2: return [f(j) for j in jobs]
+    with ProcessPoolExecutor(min(workers, len(jobs)), mp_context=multiprocessing.get_context('fork')) as ex:
+        return list(ex.map(f, jobs, chunksize=max(1, len(jobs) // (4*workers))))
 
 # %% ../nbs/01_synthetic.ipynb #692165d3
 def _undo(out:Path, made:list, changed:list, owned:dict, old:Optional[bytes], info:dict):
@@ -415,6 +421,7 @@ def make_dataset(out,                  # folder to create: Videos/, FileList.csv
                  overwrite:bool=False, # replace a dataset that make_dataset wrote in `out`
                  ef_sampler:Optional[Callable]=None, # `f(rng, n) -> n EFs` instead of the clipped normal
                  frames=(100, 200),    # range of the number of frames
+                 workers:int=1,        # processes writing videos at once (the dataset does not depend on it)
                  **ef_kwargs           # ef_mean, ef_sd, ef_min, ef_max
                 )->pd.DataFrame:       # the FileList
     "Write a synthetic EchoNet-Dynamic-format dataset of `n_videos` videos to `out` and return its FileList"
@@ -422,7 +429,7 @@ def make_dataset(out,                  # folder to create: Videos/, FileList.csv
     plan, out = video_plan(n_videos, seed, ef_sampler, frames, **ef_kwargs), Path(out)
     new = _make_folders(out)
     try:
-        with lock_folder(out): return _write_dataset(out, plan, seed, codec, overwrite)
+        with lock_folder(out): return _write_dataset(out, plan, seed, codec, overwrite, workers)
     except BaseException:
         for d in new:
             with contextlib.suppress(OSError): d.rmdir()    # only the folders it made, and only if empty
@@ -449,10 +456,12 @@ def echonet_ef_synth(out:str=None,        # folder to write (Videos/, FileList.c
                      ef_sd:float=12.,     # sd of the EF distribution
                      ef_min:float=10.,    # smallest EF
                      ef_max:float=85.,    # largest EF
-                     overwrite:bool=False # replace a dataset that echonet_ef_synth wrote in `out`
+                     overwrite:bool=False, # replace a dataset that echonet_ef_synth wrote in `out`
+                     workers:int=1        # processes writing videos at once
                     ):
     "Write a synthetic echo dataset in the EchoNet-Dynamic layout, with EF measured from the drawn LV"
     if out is None: raise ConfigError("--out is required (the folder to write the dataset to)")
     t0 = time.perf_counter()
-    df = make_dataset(out, n_videos, seed, codec, overwrite, ef_mean=ef_mean, ef_sd=ef_sd, ef_min=ef_min, ef_max=ef_max)
+    df = make_dataset(out, n_videos, seed, codec, overwrite, workers=workers, ef_mean=ef_mean, ef_sd=ef_sd,
+                      ef_min=ef_min, ef_max=ef_max)
     print(f"wrote {out} in {time.perf_counter()-t0:.1f} s\n{dataset_summary(df)}")
