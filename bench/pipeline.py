@@ -2,8 +2,8 @@
 
 Part 1 runs `--steps` optimizer steps of the demo config (configs/demo.yaml: tiny VideoMAE, 112 px, batch 8) on a
 synthetic dataset with `num_workers=0`, so that data loading happens in this process and can be timed: decoding
-(`sample_clip`, i.e. `read_frames`), transforms (`ClipTransform`), the rest of the loader (dataset, sampler, collate),
-forward (+ loss), backward, optimizer (grad clipping, AdamW, schedule) and the validation passes (every `--val-every`
+(`sample_clip`, i.e. `read_frames`), the rest of the loader (dataset, sampler, collate), the transform of the uint8
+clips into model input inside the step (`DeviceClipTransform`), forward (+ loss), backward, optimizer (grad clipping, AdamW, schedule) and the validation passes (every `--val-every`
 steps). Each step is the Trainer's own (`Trainer._micro_batches`, `_forward_loss`, `validate`), split into its parts.
 
 Part 2 sets the two rates side by side at the configured worker count: the loader's clips/s (the TRAIN loader alone,
@@ -40,9 +40,9 @@ def timed(key, f):
         finally: T[(PHASE[0], key)] += time.perf_counter() - t
     return g
 
-# EchoDataset.__getitem__ calls the module's `sample_clip` and its `tfm` (a ClipTransform): time both in place
+# EchoDataset.__getitem__ calls the module's `sample_clip`; the step's `model_inputs` calls DeviceClipTransform
 D.sample_clip = timed('decode', D.sample_clip)
-D.ClipTransform.__call__ = timed('transform', D.ClipTransform.__call__)
+D.DeviceClipTransform.__call__ = timed('transform', D.DeviceClipTransform.__call__)
 
 
 def trainer(cfg, out):
@@ -123,16 +123,16 @@ def main():
               f"{os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f}", flush=True)
         S, n_val, loss, m = profile(cfg, os.path.join(tmp, 'run0'), a.steps, a.val_every)
         dec, tfm = T[('train', 'decode')], T[('train', 'transform')]
-        rows = [('decode (sample_clip/read_frames)', dec), ('transform (ClipTransform)', tfm),
-                ('loader other (dataset, collate)', S['data'] - dec - tfm), ('forward (+ loss)', S['forward']),
+        rows = [('decode (sample_clip/read_frames)', dec), ('loader other (dataset, collate)', S['data'] - dec),
+                ('transform in the step (DeviceClipTransform)', tfm), ('forward (+ loss)', S['forward'] - tfm),
                 ('backward', S['backward']), ('optimizer (clip, AdamW, schedule)', S['optimizer']),
                 (f'evaluation ({n_val} val passes)', S['evaluation'])]
         rows.append(('other', S['wall'] - sum(s for _, s in rows)))
         print(f"\n{a.steps} steps, num_workers=0 (loading in-process), wall {S['wall']:.1f} s, last train loss {loss:.1f}, val MAE {m['mae']:.2f}")
-        print(f"{'phase':36s} {'seconds':>8s} {'fraction':>8s}")
-        for k, s in rows: print(f"{k:36s} {s:8.2f} {s/S['wall']:8.1%}")
+        print(f"{'phase':44s} {'seconds':>8s} {'fraction':>8s}")
+        for k, s in rows: print(f"{k:44s} {s:8.2f} {s/S['wall']:8.1%}")
         vd, vt = T[('val', 'decode')], T[('val', 'transform')]
-        print(f"{'  of evaluation: decode / transform':36s} {vd:8.2f} {vt:8.2f}   model + metrics {S['evaluation']-vd-vt:.2f}")
+        print(f"{'  of evaluation: decode / transform':44s} {vd:8.2f} {vt:8.2f}   model + metrics {S['evaluation']-vd-vt:.2f}")
         bs = cfg.data.batch_size
         model_rate = a.steps*bs / (S['forward'] + S['backward'] + S['optimizer'])
         inproc_rate = a.steps*bs / S['data']
@@ -144,7 +144,7 @@ def main():
         print(f"  {'model, training steps alone':38s} {model_rate:8.1f}")
         print(f"  {'loader / model':38s} {lrate/model_rate:8.2f}  ({'loader faster' if lrate > model_rate else 'LOADER IS THE BOTTLENECK'})")
         res = dict(decode_frac=dec/S['wall'], transform_frac=tfm/S['wall'], loader_frac=S['data']/S['wall'],
-                   forward_frac=S['forward']/S['wall'], backward_frac=S['backward']/S['wall'],
+                   forward_frac=(S['forward']-tfm)/S['wall'], backward_frac=S['backward']/S['wall'],
                    optimizer_frac=S['optimizer']/S['wall'], eval_frac=S['evaluation']/S['wall'],
                    loader_clips_s=lrate, model_clips_s=model_rate, loader_vs_model=lrate/model_rate)
         if a.stall_steps:
