@@ -11,14 +11,10 @@
 #   train_step  bench/train_step.py, base model: fp32/fp16/bf16 x 112/224, SDPA vs eager attention, largest batch, compile
 #   base_run    a few hundred optimizer steps of VideoMAE-base (pretrained if cached, else random init) at 112 px:
 #               metrics.csv and loss_curve.png, and whether the training loss fell
-<<<<<<< HEAD
 #   pretrain    bench/pretrain_step.py: VideoMAE-base masked-video pretraining steps/s at 224 px (bf16) and the largest
 #               batch, then 40 steps of `echonet_ef_pretrain` at 112 px on the dataset (logged in gpu_check.log)
-#   loaders     bench/loaders.py: naive / OpenCV (8 workers) / DALI CPU / DALI GPU clips/s (DALI rows only if installed)
-=======
 #   loaders     bench/loaders.py: naive / OpenCV float contract / OpenCV uint8 (+ transform on the GPU) / DALI CPU / DALI GPU
 #               clips/s at 224 px with 8 workers, to set beside train_step's clips/s of VideoMAE-base (bf16)
->>>>>>> main
 #   nbdev_cuda  `nbdev_test --flags cuda` on the notebooks that hold `#| cuda` cells (DALI-equivalence checks)
 # The folder holds at most 8 files (the device tool brings back 8): gpu_check.log (this script's log: setup, summary,
 # RESULT), train_step.log, train_step.json, base_run.log, metrics.csv, loss_curve.png, loaders.log, nbdev_cuda.log.
