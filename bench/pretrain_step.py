@@ -1,6 +1,7 @@
 """Benchmark: optimizer steps/s of VideoMAE-base masked-video pretraining, and the largest batch that fits.
 
-Run: `python bench/pretrain_step.py [--device cuda] [--size 224] [--batch 16] [--steps 10] [--find-max-batch]`.
+Run: `python bench/pretrain_step.py [--device cuda] [--size 224] [--batch 16] [--steps 10]
+[--find-max-batch]`.
 A step is `echonet_ef_pretrain`'s: `MaskedVideoModel` (transformers' `VideoMAEForPreTraining`, VideoMAE-base, random
 weights, 16 frames) on random clips under a 0.9 tube mask, bf16 autocast on the GPU (fp32 on the CPU), backward,
 AdamW. The rate is the median of `--steps` timed steps after 2 warm-up steps. `--find-max-batch` doubles the batch

@@ -74,7 +74,8 @@ class VideoClips(Dataset):
         rng, info = np.random.default_rng([self.seed, epoch, i]), self.infos[i]
         p = video_period(info['fps'], self.cfg.period, self.cfg.ref_fps)
         last = max(0, info['n_frames'] - clip_span(self.cfg.clip_len, p))
-        start = int(rng.integers(0, last + 1)) if self.train else int(clip_starts(info['n_frames'], self.cfg.clip_len, p)[0])
+        start = (int(rng.integers(0, last + 1)) if self.train else
+                 int(clip_starts(info['n_frames'], self.cfg.clip_len, p)[0]))
         try: frames, mask = sample_clip(self.paths[i], info['n_frames'], start, self.cfg.clip_len, p, size=None)
         except DataError as e:
             if self.cfg.strict: raise
