@@ -3,7 +3,8 @@
 Run: `python bench/pretrain.py [--n-videos 160] [--ft-steps 150] [--pt-steps 150] [--out DIR]`
 (about 15 minutes of wall time, 5 of CPU time, on 2 cores shared with other jobs).
 One synthetic dataset (`make_dataset`, seed 0, 64–100 frames per video; pretraining reads its TRAIN videos only,
-without labels), four rows, the same fine-tuning recipe and number of steps for every row (the demo's: AdamW 1e-3, batch 8, 112 px, 16 frames):
+without labels), four rows, the same fine-tuning recipe and number of steps for every row (the demo's: AdamW 1e-3,
+batch 8, 112 px, 16 frames):
   (a) the demo's model (configs/demo.yaml: hidden 128, 4 layers, tubelet 16, `clip_stats` stem) from scratch;
   (b) a standard tiny VideoMAE (hidden 64, 2 layers, tubelet 2, plain frames, no stem) from scratch (its 392
       tokens per clip cost what the demo model's 49 tokens at hidden 128 and 4 layers cost, within ~2x);
