@@ -28,8 +28,8 @@ def _data_root(root)->Path:
     return root
 
 # %% ../nbs/02_data.ipynb #5133c3ec
-def _check_filelist(df:pd.DataFrame, path:Path)->pd.DataFrame:
-    "Validate and normalise a FileList `df` read from `path`"
+def _check_filelist(df:pd.DataFrame, path:Path, labels:bool=True)->pd.DataFrame:
+    "Validate and normalise a FileList `df` read from `path` (an empty EF is allowed when not `labels`)"
     missing = [c for c in REQUIRED_COLS if c not in df.columns]
     if missing:
         raise DataError(f"{path}: missing required column(s) {', '.join(map(repr, missing))} "
@@ -37,7 +37,7 @@ def _check_filelist(df:pd.DataFrame, path:Path)->pd.DataFrame:
     df = df.copy()
     df['FileName'] = df['FileName'].astype(str).str.strip().str.replace(r'\.avi$', '', regex=True)
     ef = pd.to_numeric(df['EF'], errors='coerce')
-    bad = ef.isna() | (ef < 0) | (ef > 100)
+    bad = (ef.isna() & (df['EF'].notna() | labels)) | (ef < 0) | (ef > 100)
     if bad.any():
         i = int(np.argmax(bad.values))
         raise DataError(f"{path}: row {i+2} ({df.FileName.iloc[i]}): EF {str(df.EF.iloc[i])!r} "
@@ -57,7 +57,8 @@ def _check_filelist(df:pd.DataFrame, path:Path)->pd.DataFrame:
 # %% ../nbs/02_data.ipynb #48298c19
 def read_filelist(root, # EchoNet-Dynamic folder holding FileList.csv and Videos/
                   split:Optional[str]=None, # TRAIN, VAL or TEST; None for all rows
-                  check_videos:bool=True # fail if a listed video is missing from Videos/
+                  check_videos:bool=True, # fail if a listed video is missing from Videos/
+                  labels:bool=True # EF required on every row; False for unlabelled videos (pretraining)
                  )->pd.DataFrame:
     "Read and validate `root`/FileList.csv, optionally filtered to `split`"
     root = _data_root(root)
@@ -67,7 +68,7 @@ def read_filelist(root, # EchoNet-Dynamic folder holding FileList.csv and Videos
     try: df = pd.read_csv(path)
     except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as e:
         raise DataError(f"{path}: not a readable CSV ({str(e).splitlines()[0]})")
-    df = _check_filelist(df, path)
+    df = _check_filelist(df, path, labels)
     if split is not None:
         if split.upper() not in SPLITS: raise DataError(f"unknown split {split!r} (expected TRAIN, VAL or TEST)")
         df = df[df.Split == split.upper()].reset_index(drop=True)

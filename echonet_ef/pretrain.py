@@ -38,7 +38,7 @@ def pretrain_videos(root, # an EchoNet-Dynamic folder, or any folder of videos
     if 'TEST' in [str(s).upper() for s in splits]:
         raise ConfigError("config key 'pretrain.splits': TEST is never used for pretraining")
     if (root/'FileList.csv').is_file():
-        df = read_filelist(root)
+        df = read_filelist(root, labels=False)             # EF may be empty: labels are not used
         df = df[df.Split.isin([s.upper() for s in splits])]
         paths = [root/'Videos'/f'{f}.avi' for f in df.FileName]
     else:
