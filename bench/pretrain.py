@@ -1,7 +1,7 @@
 """Benchmark: does masked-video pretraining (`echonet_ef_pretrain`) help EF fine-tuning on the synthetic data?
 
 Run: `python bench/pretrain.py [--n-videos 160] [--ft-steps 150] [--pt-steps 150] [--out DIR]`
-(about 15 minutes of wall time, 5 of CPU time, on 2 cores shared with other jobs).
+(about 10 minutes of wall time on 2 CPU cores shared with other jobs; 15 under a heavier load).
 One synthetic dataset (`make_dataset`, seed 0, 64–100 frames per video; pretraining reads its TRAIN videos only,
 without labels), four rows, the same fine-tuning recipe and number of steps for every row (the demo's: AdamW 1e-3,
 batch 8, 112 px, 16 frames):
