@@ -1,16 +1,18 @@
 #!/usr/bin/env bash
-# One-shot GPU check of echonet_ef: one H100/H200 with 16 CPU cores, under 8 minutes, everything into one folder.
+# One-shot GPU check of echonet_ef: one H100/H200 with 16 CPU cores, under 9 minutes, everything into one folder.
 #
 #   bash bench/gpu_check.sh                  # results in $OUT if set, else bench/results/gpu_<date>
 #   bash bench/gpu_check.sh --fetch-wheels   # HERE (needs PyPI): the wheels the device machine lacks -> bench/results/wheels
 #
-# Stages, each under its own `timeout` and within a global deadline (BUDGET_S, default 460 s), each logging to a file:
+# Stages, each under its own `timeout` and within a global deadline (BUDGET_S, default 530 s), each logging to a file:
 #   setup       GPU present? (else exit 2 at once), install only what is missing (wheels carried in WHEELS_DIR,
 #               then `pip install -e . --no-deps`), exit 3 if a package the checks need cannot be had
 #   data        a synthetic MJPG dataset at 112 px (160 videos) shared by the later stages
 #   train_step  bench/train_step.py, base model: fp32/fp16/bf16 x 112/224, SDPA vs eager attention, largest batch, compile
 #   base_run    a few hundred optimizer steps of VideoMAE-base (pretrained if cached, else random init) at 112 px:
 #               metrics.csv and loss_curve.png, and whether the training loss fell
+#   pretrain    bench/pretrain_step.py: VideoMAE-base masked-video pretraining steps/s at 224 px (bf16) and the largest
+#               batch, then 40 steps of `echonet_ef_pretrain` at 112 px on the dataset (logged in gpu_check.log)
 #   loaders     bench/loaders.py: naive / OpenCV float contract / OpenCV uint8 (+ transform on the GPU) / DALI CPU / DALI GPU
 #               clips/s at 224 px with 8 workers, to set beside train_step's clips/s of VideoMAE-base (bf16)
 #   nbdev_cuda  `nbdev_test --flags cuda` on the notebooks that hold `#| cuda` cells (DALI-equivalence checks)
@@ -41,7 +43,7 @@ mkdir -p "$OUT" || { echo "error: cannot create the results folder $OUT" >&2; ex
 OUT=$(cd "$OUT" && pwd)
 LOG=$OUT/gpu_check.log
 WORK=${WORK:-/tmp/echo_gpu_check}
-BUDGET_S=${BUDGET_S:-460}
+BUDGET_S=${BUDGET_S:-530}
 T0=$(date +%s)
 export HF_HUB_OFFLINE=1 WANDB_MODE=disabled PYTHONUNBUFFERED=1 TOKENIZERS_PARALLELISM=false
 say() { echo "$@" | tee -a "$LOG"; }
@@ -150,7 +152,7 @@ then BACKBONE="model.pretrained=true optim.lr_backbone=1e-5"; say "base_run: pre
 else BACKBONE="model.backbone=null model.pretrained=false optim.lr_backbone=1e-4"; say "base_run: VideoMAE-base, random init (not cached)"; fi
 rm -rf "$WORK/run"
 stage base_run 150 "$OUT/base_run.log" $PY "$CLI" echonet_ef.train:echonet_ef_train \
-  --config configs/default.yaml --data "$DATA" --out "$WORK/run" --quiet --set data.size=112 data.batch_size=16 data.num_workers=8 \
+  --config configs/seed.yaml --data "$DATA" --out "$WORK/run" --quiet --set data.size=112 data.batch_size=16 data.num_workers=8 \
   data.loader=cv2 train.grad_accum=1 train.max_steps=300 train.val_every=100 train.log_every=10 train.patience=100 \
   train.keep_last=1 train.max_minutes=1.8 train.wandb=disabled $BACKBONE
 cp "$WORK/run/metrics.csv" "$WORK/run/loss_curve.png" "$OUT/" 2>/dev/null
@@ -166,6 +168,12 @@ print(f"RESULT base_loss_first={first:.1f} base_loss_last={last:.1f} base_loss_f
       f"base_steps={int(d.step.iloc[-1])} base_clips_s={d.clips_per_s.iloc[-1]:.1f}")
 EOF
 grep '^RESULT base_loss' "$OUT/base_run.log" >/dev/null && { RESULTS+=("$(grep -h '^RESULT base_loss' "$OUT/base_run.log" | sed 's/^RESULT //')"); grep -h 'train loss (mean' "$OUT/base_run.log" | tee -a "$LOG"; }
+
+rm -rf "$WORK/pretrain"
+stage pretrain 75 "$LOG" bash -c "$PY bench/pretrain_step.py --device cuda --size 224 --batch 32 --steps 8 --find-max-batch \
+  --time-budget 35 && $PY $CLI echonet_ef.pretrain:echonet_ef_pretrain --config configs/pretrain.yaml --data $DATA \
+  --out $WORK/pretrain --quiet --set model.backbone=null model.pretrained=false data.size=112 data.num_workers=8 \
+  train.max_steps=40 train.val_every=20 train.grad_accum=1 train.wandb=disabled optim.lr_backbone=1e-4 optim.lr_head=1e-4"
 
 stage loaders 75 "$OUT/loaders.log" $PY bench/loaders.py --data "$DATA" --size 224 --batch 16 --workers 8 --passes 2
 
