@@ -305,6 +305,7 @@ def make_dataloaders(cfg:DataConfig, # data settings; `cfg.loader` picks the bac
     msg = f"data loader: {backend} ({why})"
     if cfg.loader == 'auto' and backend == 'cv2': warnings.warn(msg)
     else: _log.info(msg)
+    if backend == 'dali': kwargs.pop('tfm_in_workers', None)   # DALI decodes; the transform stays in the step
     dls = get_dali_dataloaders(cfg, device=dev, **kwargs) if backend == 'dali' else get_dataloaders(cfg, **kwargs)
     for dl in dls.values(): dl.backend, dl.backend_reason = backend, why
     return dls

@@ -6,7 +6,8 @@
 __all__ = ['REQUIRED_COLS', 'NATIVE_SIZE', 'PLAN_FIELDS', 'IDENTITY_PLAN', 'read_filelist', 'read_tracings', 'tracing_volumes',
            'video_info', 'read_frames', 'read_video', 'video_period', 'clip_span', 'clip_starts', 'clip_indices',
            'parse_clips', 'sample_clip', 'draw_plan', 'DeviceClipTransform', 'ClipTransform', 'EchoDataset',
-           'EpochSampler', 'collate', 'model_inputs', 'split_data', 'split_loaders', 'n_workers', 'get_dataloaders']
+           'EpochSampler', 'collate', 'model_inputs', 'split_data', 'split_loaders', 'n_workers', 'WorkerTransform',
+           'get_dataloaders']
 
 # %% ../nbs/02_data.ipynb #98cf419d
 import os, math, warnings
@@ -495,6 +496,7 @@ def model_inputs(b:dict, # a batch: uint8 `pixel_values`, and their `plan` and `
                 )->torch.Tensor: # float (B,T,3,S,S) or (B,N,T,3,S,S)
     "The model's input for batch `b`: its clips moved to `device` and transformed there"
     x = b['pixel_values']
+    if b.get('transformed'): return x if device is None else x.to(device, non_blocking=True)
     if device is not None:
         x = [o.to(device, non_blocking=True) for o in x] if isinstance(x, list) else x.to(device, non_blocking=True)
     return tfm(x, b.get('plan'), b.get('mask'))
@@ -530,19 +532,30 @@ def n_workers(cfg:DataConfig)->int:
     cores = len(os.sched_getaffinity(0)) if hasattr(os, 'sched_getaffinity') else (os.cpu_count() or 1)
     return max(1, min(8, cores - 1))
 
+# %% ../nbs/02_data.ipynb #ad5836a4
+class WorkerTransform:
+    "Collate function that also turns the batch into model input with `tfm` (in the loader's worker processes)"
+    def __init__(self, tfm:DeviceClipTransform): self.tfm = tfm
+    def __call__(self, items):
+        b = collate(items)
+        if b is None: return None
+        return {**b, 'pixel_values': self.tfm(b['pixel_values'], b['plan'], b['mask']), 'transformed': True}
+
 # %% ../nbs/02_data.ipynb #124b1ce9
 def get_dataloaders(cfg:DataConfig, # data settings (root, sizes, batch size, workers)
                     splits=('TRAIN','VAL'), # splits to build
                     seed:int=0, # seed for shuffling and augmentation
                     rank:int=0, world_size:int=1, # this process's shard under torch.distributed
-                    eval_batch_size:Optional[int]=None # batch size of the non-training splits
+                    eval_batch_size:Optional[int]=None, # batch size of the non-training splits
+                    tfm_in_workers:bool=False # make model input in the workers (a model on the CPU)
                    )->dict:
     "DataLoaders for `splits`, keyed by split name"
     nw = n_workers(cfg)
     def _make(ds, sampler, bs, train):
         sampler.tag_epoch = True
+        cf = WorkerTransform(ds.tfm.device) if tfm_in_workers and nw > 0 else collate
         # its own generator: creating an iterator must not draw from the global RNG (exact resume depends on it)
-        return DataLoader(ds, batch_size=bs, sampler=sampler, num_workers=nw, collate_fn=collate,
+        return DataLoader(ds, batch_size=bs, sampler=sampler, num_workers=nw, collate_fn=cf,
                           generator=torch.Generator().manual_seed(seed), persistent_workers=nw > 0,
                           drop_last=train and len(sampler) >= bs, pin_memory=torch.cuda.is_available())
     return split_loaders(cfg, _make, splits, seed, rank, world_size, eval_batch_size)

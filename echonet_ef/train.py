@@ -348,7 +348,7 @@ def _build_data(self:Trainer):
     "The TRAIN and VAL loaders of this process's shard, and the TRAIN mean EF"
     cfg = self.cfg
     self.dls = make_dataloaders(cfg.data, splits=('TRAIN', 'VAL'), seed=cfg.train.seed, rank=self.rank,
-                                world_size=self.world)
+                                world_size=self.world, tfm_in_workers=self.device.type == 'cpu')
     self.ef_mean = float(self.dls['TRAIN'].dataset.df.EF.mean())
 
 @patch
