@@ -55,7 +55,7 @@ optim:
   warmup_frac: 0.1
   clip_norm: 1.0
 train:
-  max_steps: 2000
+  max_steps: 1800
   grad_accum: 1
   amp: fp32
   val_every: 400
