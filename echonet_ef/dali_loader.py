@@ -218,7 +218,7 @@ def _batch(self, outs)->Optional[dict]: # None when every item of the batch was 
     shape = lambda t: t.view(-1, ds.cfg.clip_len, *t.shape[1:]) if multi else t   # (N·T,H,W,3) -> (N,T,H,W,3)
     xs = [shape(_to_torch(t, dev)) for t, k in zip(x, keep) if k]               # one tensor per item, as decoded
     idx = np.array(idx.as_tensor()).reshape(-1)[keep]
-    pick = (lambda v: torch.from_numpy(np.stack(v))) if multi else (lambda v: torch.from_numpy(np.stack([o[0] for o in v])))
+    pick = lambda v: torch.from_numpy(np.stack(v if multi else [o[0] for o in v]))   # (N,…) per item, or its one clip
     kept = [p for p, k in zip(plans, keep) if k]
     same = len({tuple(t.shape) for t in xs}) == 1
     return dict(pixel_values=torch.stack(xs) if same else xs, plan=pick([p['plan'] for p in kept]),

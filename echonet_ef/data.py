@@ -6,8 +6,8 @@
 __all__ = ['REQUIRED_COLS', 'NATIVE_SIZE', 'PLAN_FIELDS', 'IDENTITY_PLAN', 'read_filelist', 'read_tracings', 'tracing_volumes',
            'video_info', 'read_frames', 'read_video', 'video_period', 'clip_span', 'clip_starts', 'clip_indices',
            'parse_clips', 'sample_clip', 'draw_plan', 'DeviceClipTransform', 'ClipTransform', 'EchoDataset',
-           'EpochSampler', 'collate', 'model_inputs', 'split_data', 'split_loaders', 'n_workers', 'WorkerTransform',
-           'get_dataloaders']
+           'EpochSampler', 'collate', 'model_inputs', 'split_data', 'split_loaders', 'cpu_cores', 'n_workers',
+           'WorkerTransform', 'get_dataloaders']
 
 # %% ../nbs/02_data.ipynb #98cf419d
 import os, math, warnings
@@ -274,7 +274,7 @@ class DeviceClipTransform:
     "uint8 clips (…,T,H,W,3) -> normalised float (…,T,3,size,size) on their device, with each clip's plan applied"
     def __init__(self, size:int=224, # output size (the model's image_size)
                  mean=IMAGENET_MEAN, std=IMAGENET_STD, # normalisation on the 0–1 scale
-                 native:int=112 # the frame size plan offsets are measured in
+                 native:int=NATIVE_SIZE # the frame size plan offsets are measured in
                 ):
         store_attr()
 
@@ -526,11 +526,14 @@ def split_loaders(cfg:DataConfig, # data settings
     return dls
 
 # %% ../nbs/02_data.ipynb #973230b0
+def cpu_cores()->int:
+    "CPU cores this process may use"
+    return len(os.sched_getaffinity(0)) if hasattr(os, 'sched_getaffinity') else (os.cpu_count() or 1)
+
 def n_workers(cfg:DataConfig)->int:
     "The loader worker processes for `cfg`: its `num_workers`, or one per available core but one (at most 8)"
     if cfg.num_workers is not None: return cfg.num_workers
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, 'sched_getaffinity') else (os.cpu_count() or 1)
-    return max(1, min(8, cores - 1))
+    return max(1, min(8, cpu_cores() - 1))
 
 # %% ../nbs/02_data.ipynb #ad5836a4
 class WorkerTransform:

@@ -7,7 +7,7 @@ __all__ = ['DEMO_YAML', 'MARKER', 'PARTS', 'MIN_VIDEOS', 'demo_config', 'read_ma
            'echonet_ef_demo']
 
 # %% ../nbs/10_demo.ipynb #19c0a364
-import os, time, json, contextlib
+import time, json, contextlib
 from pathlib import Path
 from typing import Optional
 import numpy as np, yaml
@@ -15,7 +15,7 @@ from fastcore.script import call_parse, store_true
 from .core import *
 from . import __version__
 from .synthetic import make_dataset, dataset_summary
-from .data import read_filelist
+from .data import read_filelist, cpu_cores
 from .model import find_model
 from .train import Trainer
 from .evaluate import evaluate_checkpoint
@@ -112,10 +112,6 @@ def claim_output(out:Path, # the demo's output folder
     return m
 
 # %% ../nbs/10_demo.ipynb #00fa91b1
-def _cores()->int:
-    "CPU cores this process may use"
-    return len(os.sched_getaffinity(0)) if hasattr(os, 'sched_getaffinity') else (os.cpu_count() or 1)
-
 def _dataset(out:Path, m:dict, n_videos:int, seed:int, quiet:bool)->tuple:
     "The demo's dataset in `out/data` and its updated record: reused if the demo wrote it at this size and seed"
     data, want = out/'data', dict(n_videos=n_videos, seed=seed)
@@ -125,7 +121,7 @@ def _dataset(out:Path, m:dict, n_videos:int, seed:int, quiet:bool)->tuple:
             if len(df) == n_videos: return m, df
     m = _record(out, m, 'data', data=dict(want, complete=False))
     if not quiet: print(f"writing a synthetic dataset of {n_videos} videos to {data} ...")
-    t0 = time.time(); df = make_dataset(data, n_videos=n_videos, seed=seed, overwrite=True, workers=_cores())
+    t0 = time.time(); df = make_dataset(data, n_videos=n_videos, seed=seed, overwrite=True, workers=cpu_cores())
     if not quiet: print(f"  done in {time.time()-t0:.0f} s\n" + dataset_summary(df))
     return _record(out, m, data=dict(want, complete=True)), df
 

@@ -23,7 +23,7 @@ from .core import *
 from .data import read_filelist, video_info, sample_clip, clip_span, clip_starts, ClipTransform
 from .data import EpochSampler, collate, video_period, model_inputs, n_workers
 from .model import make_stem, _videomae_overrides, _check_arch, _check_divides, _is_local, _load_error
-from .train import Trainer, param_groups
+from .train import Trainer, param_groups, run_trainer
 
 # %% ../nbs/06b_pretrain.ipynb #1f67dc15
 VIDEO_EXTS = ('.avi', '.mp4', '.mov', '.mkv', '.webm')
@@ -366,7 +366,4 @@ def echonet_ef_pretrain(config:str=None, # YAML config (default: the built-in de
                         quiet:store_true=False # no progress bar
                        ):
     "Continue VideoMAE's masked-video pretraining on unlabeled echo videos; write the encoder for `echonet_ef_train`"
-    cfg = load_config(config, list(set or []) + ([f'data.root={data}'] if data else []))
-    with PretrainTrainer(cfg, out, resume=resume, overwrite=overwrite, quiet=quiet) as t: st = t.fit()
-    if t.is_main: print(_pretrain_summary(st, out))
-    if t.interrupted: sys.exit(128 + t.interrupted)
+    run_trainer(PretrainTrainer, _pretrain_summary, config, data, out, resume, overwrite, set, quiet)

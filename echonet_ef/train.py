@@ -4,7 +4,7 @@
 
 # %% auto #0
 __all__ = ['layer_id', 'param_groups', 'warmup_cosine', 'amp_setup', 'predict_loader', 'save_checkpoint', 'load_checkpoint',
-           'TrainingError', 'check_compatible', 'Trainer', 'wandb_mode', 'echonet_ef_train']
+           'TrainingError', 'check_compatible', 'Trainer', 'wandb_mode', 'run_trainer', 'echonet_ef_train']
 
 # %% ../nbs/06_train.ipynb #f92f021b
 import os, sys, re, gc, math, time, json, shutil, random, signal, warnings, contextlib, weakref
@@ -765,6 +765,16 @@ def _train_summary(st:dict, # the final state of a run
     return f"{done}; best val MAE {st['best_mae']:.2f} at step {st['best_step']} -> {best}"
 
 # %% ../nbs/06_train.ipynb #fcd7fca2
+def run_trainer(cls, # `Trainer` or a subclass of it
+                summary, # `summary(state, out) -> str`, printed at the end
+                config=None, data=None, out=None, resume=False, overwrite=False, set=None, quiet=False):
+    "Run `cls` on `config` with the command line's overrides, print `summary`, exit 128+signal if one stopped it"
+    cfg = load_config(config, list(set or []) + ([f'data.root={data}'] if data else []))
+    with cls(cfg, out, resume=resume, overwrite=overwrite, quiet=quiet) as t: st = t.fit()
+    if t.is_main: print(summary(st, out))
+    if t.interrupted: sys.exit(128 + t.interrupted)
+
+# %% ../nbs/06_train.ipynb #66161d30
 @call_parse
 @cli_errors
 def echonet_ef_train(config:str=None, # YAML config (default: the built-in defaults, VideoMAE-base)
@@ -776,7 +786,4 @@ def echonet_ef_train(config:str=None, # YAML config (default: the built-in defau
                      quiet:store_true=False # no progress bar
                     ):
     "Train an EF regressor on EchoNet-Dynamic (or a synthetic dataset) as the config says"
-    cfg = load_config(config, list(set or []) + ([f'data.root={data}'] if data else []))
-    with Trainer(cfg, out, resume=resume, overwrite=overwrite, quiet=quiet) as t: st = t.fit()
-    if t.is_main: print(_train_summary(st, out))
-    if t.interrupted: sys.exit(128 + t.interrupted)
+    run_trainer(Trainer, _train_summary, config, data, out, resume, overwrite, set, quiet)
