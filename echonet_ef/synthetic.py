@@ -14,8 +14,8 @@ from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from typing import Callable, Optional
 import numpy as np, pandas as pd, cv2
-from fastcore.script import call_parse
 from .core import *
+from .data import cpu_cores
 from . import __version__
 
 # %% ../nbs/01_synthetic.ipynb #f052eb4b
@@ -290,9 +290,8 @@ def video_plan(n_videos:int,       # number of videos
                **ef_kwargs         # ef_mean, ef_sd, ef_min, ef_max for `sample_efs`
               )->pd.DataFrame:
     "Table of the videos to make: FileName, target EF, FPS, NumberOfFrames, HR, Split"
-    if int(n_videos) != n_videos or n_videos < 1:
-        raise ConfigError(f"n_videos must be a whole number >= 1, got {n_videos}")
-    rng = np.random.default_rng(seed)
+    n_videos = check_range('n_videos', n_videos, 1, MAX_VIDEOS, integer=True)
+    rng = np.random.default_rng(check_seed(seed, 'seed'))
     efs = np.asarray(ef_sampler(rng, n_videos) if ef_sampler else sample_efs(rng, n_videos, **ef_kwargs), float)
     if efs.shape != (n_videos,) or not ((efs > 0) & (efs < 100)).all():
         raise ConfigError(f"the EF sampler must return {n_videos} values in (0, 100), got {efs[:5]}...")
@@ -421,11 +420,12 @@ def make_dataset(out,                  # folder to create: Videos/, FileList.csv
                  overwrite:bool=False, # replace a dataset that make_dataset wrote in `out`
                  ef_sampler:Optional[Callable]=None, # `f(rng, n) -> n EFs` instead of the clipped normal
                  frames=(100, 200),    # range of the number of frames
-                 workers:int=1,        # processes writing videos at once (the dataset does not depend on it)
+                 workers=1,            # processes writing videos at once, or 'auto' (the dataset does not depend on it)
                  **ef_kwargs           # ef_mean, ef_sd, ef_min, ef_max
                 )->pd.DataFrame:       # the FileList
     "Write a synthetic EchoNet-Dynamic-format dataset of `n_videos` videos to `out` and return its FileList"
     if codec not in CODECS: raise ConfigError(f"codec must be one of {', '.join(CODECS)}, got {codec!r}")
+    workers = check_workers(workers, 'workers') or cpu_cores()
     plan, out = video_plan(n_videos, seed, ef_sampler, frames, **ef_kwargs), Path(out)
     new = _make_folders(out)
     try:
@@ -437,17 +437,16 @@ def make_dataset(out,                  # folder to create: Videos/, FileList.csv
 
 # %% ../nbs/01_synthetic.ipynb #3f407c85
 def dataset_summary(df:pd.DataFrame)->str:
-    "Short text summary of a FileList: videos per split, EF statistics, videos per EF category"
+    "Short text summary of a FileList: videos per split, EF statistics, videos per EF range"
     ef = df.EF
     splits = ', '.join(f"{k} {int((df.Split == k).sum())}" for k in SPLITS)
     cats = df.EF.map(ef_category).value_counts()
     return '\n'.join([f"{len(df)} videos: {splits}",
                       f"EF mean {ef.mean():.1f}, sd {ef.std(ddof=0):.1f}, min {ef.min():.1f}, max {ef.max():.1f}",
-                      'EF categories: ' + ', '.join(f"{name} {int(cats.get(name, 0))}" for *_, name in EF_BINS)])
+                      'EF ranges: ' + ', '.join(f"{name} {int(cats.get(name, 0))}" for *_, name in EF_BINS)])
 
 # %% ../nbs/01_synthetic.ipynb #49acc755
-@call_parse
-@cli_errors
+@cli
 def echonet_ef_synth(out:str=None,        # folder to write (Videos/, FileList.csv, VolumeTracings.csv)
                      n_videos:int=200,    # number of videos
                      seed:int=0,          # random seed (same seed, same dataset)
@@ -457,7 +456,7 @@ def echonet_ef_synth(out:str=None,        # folder to write (Videos/, FileList.c
                      ef_min:float=10.,    # smallest EF
                      ef_max:float=85.,    # largest EF
                      overwrite:bool=False, # replace a dataset that echonet_ef_synth wrote in `out`
-                     workers:int=1        # processes writing videos at once
+                     workers:str='1'      # processes writing videos at once, or auto (one per core)
                     ):
     "Write a synthetic echo dataset in the EchoNet-Dynamic layout, with EF measured from the drawn LV"
     if out is None: raise ConfigError("--out is required (the folder to write the dataset to)")
