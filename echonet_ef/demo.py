@@ -11,7 +11,7 @@ import time, json, contextlib
 from pathlib import Path
 from typing import Optional
 import numpy as np, yaml
-from fastcore.script import call_parse, store_true
+from fastcore.script import store_true
 from .core import *
 from . import __version__
 from .synthetic import make_dataset, dataset_summary
@@ -128,8 +128,8 @@ def _dataset(out:Path, m:dict, n_videos:int, seed:int, quiet:bool)->tuple:
 # %% ../nbs/10_demo.ipynb #a3990935
 def _check_n(n_videos):
     "A one-line error for a bad number of videos, before anything is written"
-    if isinstance(n_videos, bool) or not isinstance(n_videos, (int, np.integer)) or n_videos < MIN_VIDEOS:
-        raise ConfigError(f"n_videos must be a whole number >= {MIN_VIDEOS} "
+    if isinstance(n_videos, bool) or not isinstance(n_videos, (int, np.integer)) or not MIN_VIDEOS <= n_videos <= MAX_VIDEOS:
+        raise ConfigError(f"n_videos must be a whole number from {MIN_VIDEOS} to {MAX_VIDEOS} "
                           f"(one TRAIN, VAL and TEST video at least), got {n_videos}")
 
 # %% ../nbs/10_demo.ipynb #59f757ad
@@ -143,7 +143,8 @@ def run_demo(out='demo_run', # output folder
             )->dict: # the metrics written to OUT/metrics.json
     "Generate synthetic data, train the demo model, evaluate it on TEST and write a report to `out`"
     out, t0 = Path(out), time.time()
-    _check_n(n_videos)
+    _check_n(n_videos); check_seed(seed)
+    if minutes is not None: check_range('--minutes', minutes, 0.01)
     ov = [f'train.seed={seed}', *( [f'train.max_minutes={minutes}'] if minutes is not None else []), *overrides]
     cfg = demo_config(str(out/'data'), ov)
     new = [p for p in (out, *out.parents) if not p.exists() and not p.is_symlink()]
@@ -193,7 +194,7 @@ def _training_note(cfg:Config)->str:
             f"from scratch for {cfg.train.max_steps} steps ...")
 
 def _summary(m:dict, out)->str:
-    "The demo's closing summary of metrics `m`"
+    "The demo's closing summary of metrics `m`, ending with the next commands to run"
     warn = ''
     if m.get('train_stopped') and 'time budget' in m['train_stopped']:
         warn = (f"\nwarning: training stopped on its safety time limit ({m['train_stopped']}); this machine is much "
@@ -202,11 +203,13 @@ def _summary(m:dict, out)->str:
             f"ratio {m['mae_ratio']:.2f}), RMSE {m['rmse']:.2f}, R² {m['r2']:.3f}, "
             f"interval coverage {m['coverage']:.0%}\n"
             f"{m['train_steps']} training steps; {m['total_minutes']:.1f} min in all. "
-            f"Report: {out/'report'}, metrics: {out/'metrics.json'}" + warn)
+            f"Report: {out/'report'}, metrics: {out/'metrics.json'}" + warn +
+            f"\nNext, predict a video with this model and its calibrated interval:\n"
+            f"  echonet_ef_predict {out/'data'/'Videos'}/<name>.avi --checkpoint {out}\n"
+            f"or open the predictor app: echonet_ef_app --checkpoint {out}")
 
 # %% ../nbs/10_demo.ipynb #f90f25b5
-@call_parse
-@cli_errors
+@cli
 def echonet_ef_demo(out:str='demo_run', # output folder
                     n_videos:int=1200, # synthetic videos to generate
                     minutes:float=None, # safety limit on the training time in minutes (default 30)
