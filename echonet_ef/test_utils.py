@@ -114,7 +114,7 @@ def run_unprivileged(args:list, # the command and its arguments
                      **kwargs # passed to `subprocess.run` (text=True, capture_output=True by default)
                     )->subprocess.CompletedProcess:
     "Run `args` without the capabilities that bypass file permissions (as root: through `setpriv`)"
-    kw = dict(text=True, capture_output=True, **kwargs)
+    kw = {**dict(text=True, capture_output=True), **kwargs}
     return subprocess.run((_SETPRIV if os.geteuid() == 0 else []) + [str(a) for a in args], **kw)
 
 def can_drop_privileges()->bool:
