@@ -7,7 +7,7 @@ without running anything.
 Cells run as `nbdev_test` runs them (flagged cells such as `#| slow` and the `nbdev_export()` cell are skipped and
 keep no output), with HF_HUB_OFFLINE=1 and W&B disabled. What is stored is kept small: figures as PNG at 72 dpi,
 text outputs cut to 30 lines, no stderr (progress bars, warnings), no widget views or widget state. A notebook whose
-run fails is left unchanged. `nbdev_clean` is applied afterwards, as before every commit.
+run fails is left unchanged. `nbdev_clean` is applied afterwards to the notebooks it ran, as before every commit.
 """
 import os, re, sys, subprocess, time
 from concurrent.futures import ThreadPoolExecutor
@@ -112,14 +112,15 @@ def main():
     nbs = sorted(p for p in (ROOT/'nbs').glob('*.ipynb') if re.search(a.file_re, p.name) and not p.name.startswith('_'))
     def _go(p):
         t = time.time()
-        r = subprocess.run([sys.executable, __file__, '--one', str(p)], capture_output=True, text=True, env={**os.environ, **ENV})
+        r = subprocess.run([sys.executable, __file__, '--one', str(p)], capture_output=True, text=True,
+                           errors='replace', env={**os.environ, **ENV})
         return p.name, r.returncode, time.time()-t, (r.stderr or r.stdout).strip().splitlines()[-15:]
     failed = []
     with ThreadPoolExecutor(a.n_workers) as ex:
         for name, rc, dt, tail in ex.map(_go, nbs):
             print(f"{'ok  ' if rc == 0 else 'FAIL'} {name} ({dt:.0f} s)", flush=True)
             if rc: failed.append(name); print('\n'.join('    '+l for l in tail))
-    subprocess.run(['nbdev_clean'], cwd=ROOT, check=True)
+    for p in nbs: subprocess.run(['nbdev_clean', '--fname', str(p)], cwd=ROOT, check=True)   # only the notebooks it ran
     if failed: sys.exit(f"run_nbs: {len(failed)} notebook(s) failed and were left unchanged: {', '.join(failed)}")
 
 
