@@ -5,10 +5,13 @@
 
 A static docs page cannot run widgets, so this renders the app for real: a tiny trained model (`RUN_OVERRIDES`) and a
 small synthetic dataset (cached by `echonet_ef.test_utils`), a temporary notebook that loads the model, opens the
-dataset and predicts one TEST video with the app's own methods, served by Voilà on 127.0.0.1 and opened in headless
-Chromium (driven over the DevTools protocol), which waits until the EF result and the pictures are on screen and takes
-the screenshot, cropped to the app. Every process it starts (Voilà and its kernel, Chromium) is stopped on exit, on
-error, on Ctrl-C and when `--timeout` runs out; if the app does not render, it exits 1 with a one-line message.
+dataset, and uploads a scanner-like DICOM export without extension (`IM_0001`, written by `make_dicom` of
+`echonet_ef.convert` from one TEST video) through the app's own upload handler, so that the picture shows what a
+clinician sees for a DICOM: the EF, whether its interval is calibrated, and the synthetic-data model's warning. Voilà
+serves it on 127.0.0.1 and headless Chromium (driven over the DevTools protocol) opens it, waits until the EF result,
+the warnings and the pictures are on screen and takes the screenshot, cropped to the app. Every process it starts
+(Voilà and its kernel, Chromium) is stopped on exit, on error, on Ctrl-C and when `--timeout` runs out; if the app
+does not render, it exits 1 with a one-line message.
 
 Needs: `voila` (which brings `websocket-client`), Pillow, and Chromium (Debian: `apt-get install -y chromium`, or set
 $CHROMIUM). The browser reaches nothing but 127.0.0.1.
@@ -77,12 +80,14 @@ def find_chromium()->str:
 
 NB_CODE = [
 """import warnings; warnings.filterwarnings('ignore')
+from pathlib import Path
 from echonet_ef.app import EFPredictorApp""",
 """app = EFPredictorApp(checkpoint='', data='')   # empty boxes: nothing is opened until asked
 app.load_model('demo_run/run')                   # where `echonet_ef_demo` writes its run and its data
 app.open_folder('demo_run/data')
-app.video_dd.value = {name!r}
-app.predict_picked()
+dicom = Path('export')/'IM_0001'                 # a scanner's export: a DICOM cine without extension
+app.handle_upload(({'name': dicom.name, 'type': '', 'size': dicom.stat().st_size,
+                    'content': memoryview(dicom.read_bytes())},))    # what the upload button does with the file
 if app.result is not None:                       # a frame mid-video that the model sampled (the
     # Play widget too: its browser-side link sets the slider to its own value when the page shows)
     app.play.value = app.slider.value = app.result['attention_frames'][len(app.result['attention_frames'])//2]""",
@@ -90,12 +95,17 @@ if app.result is not None:                       # a frame mid-video that the mo
 ]
 
 def write_notebook(folder:Path, run:Path, data:Path, name:str)->Path:
-    "`folder/app.ipynb` predicting `name`, with the run and the dataset linked in as `demo_run/run` and `demo_run/data`"
+    "`folder/app.ipynb` uploading video `name` as `export/IM_0001`, with the run and the dataset linked in as `demo_run/`"
     import nbformat
+    from echonet_ef.data import read_video
+    from echonet_ef.convert import make_dicom
     (folder/'demo_run').mkdir()
     (folder/'demo_run'/'run').symlink_to(Path(run).resolve(), target_is_directory=True)
     (folder/'demo_run'/'data').symlink_to(Path(data).resolve(), target_is_directory=True)
-    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(c.format(name=name)) for c in NB_CODE])
+    frames = read_video(Path(data)/'Videos'/f'{name}.avi')
+    (folder/'export').mkdir()
+    make_dicom(folder/'export'/'IM_0001', frames, 'MONOCHROME2', jpeg=True)     # JPEG: a small file, as scanners do
+    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(c) for c in NB_CODE])
     nb.metadata['kernelspec'] = dict(name='python3', display_name='Python 3', language='python')
     nbformat.write(nb, folder/'app.ipynb')
     return folder/'app.ipynb'
@@ -214,14 +224,15 @@ STATE_JS = r"""(() => {
       const b = e.getBoundingClientRect(); if (b.width && b.height) right = Math.max(right, b.right); }
     box = {x: r.x + scrollX, y: r.y + scrollY, width: Math.min(r.width, right - r.left), height: r.height};
   }
-  return {ef: txt(ef), images: imgs.length, loaded: imgs.filter(i => i.complete && i.naturalWidth > 0).length,
+  const warn = top ? txt(top.querySelector('div.warnings')) : '';
+  return {ef: txt(ef), warnings: warn, images: imgs.length, loaded: imgs.filter(i => i.complete && i.naturalWidth > 0).length,
           errors: errs, box: box,
           page: {width: document.documentElement ? document.documentElement.scrollWidth : 0,
                  height: document.documentElement ? document.documentElement.scrollHeight : 0}};
 })()"""
 
 def capture(url:str, profile:Path, width:int, timeout:float, verbose:bool=False)->bytes:
-    "PNG of the app at `url` once its EF and pictures show, cropped to the app"
+    "PNG of the app at `url` once its EF, its warnings and its pictures show, cropped to the app"
     args = [find_chromium(), *CHROME_FLAGS, f'--user-data-dir={profile}', '--remote-debugging-port=0',
             f'--window-size={width},1000', 'about:blank']
     logs = None if verbose else subprocess.DEVNULL
@@ -236,11 +247,12 @@ def capture(url:str, profile:Path, width:int, timeout:float, verbose:bool=False)
                 try: st = cdp.eval(STATE_JS) or {}
                 except ScreenshotError as e: st, script_err = {}, e      # e.g. while the page is being replaced
                 if st.get('errors'): raise ScreenshotError(f"the app shows an error: {error_line(st['errors'][0])}")
-                if st.get('ef') and st.get('images') and st['loaded'] == st['images']: break
+                if st.get('ef') and st.get('warnings') and st.get('images') and st['loaded'] == st['images']: break
                 if time.monotonic() > end:
                     why = f"; {script_err}" if script_err and not st else ''
                     raise ScreenshotError(f"the app did not render within {timeout:g} s "
-                                          f"(EF shown: {st.get('ef') or 'no'}, "
+                                          f"(EF shown: {st.get('ef') or 'no'}, warnings shown: "
+                                          f"{'yes' if st.get('warnings') else 'no'}, "
                                           f"pictures loaded: {st.get('loaded', 0)}/{st.get('images', 0)}){why}")
                 time.sleep(0.5)
             time.sleep(1.0)                        # let the layout settle (fonts, the plot's final size)
@@ -300,7 +312,7 @@ def check_tools():
     find_chromium()
 
 def screenshot(out:Path, width:int=1200, timeout:float=300, max_kb:int=300, video:str=None, verbose:bool=False)->dict:
-    "Render the app with a prediction in Voilà + headless Chromium and write the PNG to `out`; returns a summary"
+    "Render the app after a DICOM upload in Voilà + headless Chromium and write the PNG to `out`; returns a summary"
     t0 = time.monotonic()
     check_tools()
     with stoppable(), ExitStack() as stack, time_limit(timeout):   # the time limit ends before the clean-up starts
@@ -341,10 +353,10 @@ def main(out:str=None, # where to write the PNG; default: nbs/images/app.png in 
          width:int=1200, # browser window width (CSS px)
          timeout:float=300, # limit on the whole run (s)
          max_kb:int=300, # the PNG is reduced (256 colours, then downscaled) until it is at most this size (kB)
-         video:str=None, # FileName of the dataset video to predict (default: the first TEST video)
+         video:str=None, # FileName of the dataset video to upload as a DICOM (default: the first TEST video)
          verbose:bool=False # show Chromium's log, the outside URLs it blocked and (on failure) Voilà's log
         ):
-    "Render the EF predictor app with a prediction in Voilà and headless Chromium, and save a PNG screenshot"
+    "Render the EF predictor app after uploading a DICOM export, in Voilà and headless Chromium; save a PNG screenshot"
     out = Path(out) if out else ROOT/'nbs'/'images'/'app.png'
     try: s = screenshot(out, width, timeout, max_kb, video, verbose)
     except KeyboardInterrupt: sys.exit("app_screenshot: interrupted")
