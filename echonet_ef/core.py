@@ -206,7 +206,8 @@ def atomic_dir(path # folder to create or replace
 # %% ../nbs/00_core.ipynb #4cc59666
 def save_json(obj, path, **kwargs):
     "Write `obj` as indented JSON to `path`, atomically, with NaN and infinity as null (`json_safe`)"
-    with atomic_write(path) as f: json.dump(json_safe(obj), f, indent=2, default=_json_default, allow_nan=False, **kwargs)
+    kw = {**dict(indent=2, default=_json_default, allow_nan=False), **kwargs}
+    with atomic_write(path) as f: json.dump(json_safe(obj), f, **kw)
 
 def _json_default(o):
     if isinstance(o, (np.integer,)): return int(o)

@@ -172,8 +172,8 @@ def _run(out:Path, cfg:Config, n_videos:int, seed:int, overwrite:bool, quiet:boo
     m = _record(out, m, 'report')
     df, met = evaluate_checkpoint(out/'run', out/'data', 'TEST', out/'report', clips=4, calibrate=True)
     with atomic_write(out/'report'/'loss_curve.png', 'wb') as f: f.write((out/'run'/'loss_curve.png').read_bytes())
-    met = dict(met, mae_ratio=met['mae']/met['baseline_mae'], train_steps=st['step'], train_stopped=st['stopped'],
-               train_minutes=(t_train-t0)/60, total_minutes=(time.time()-t0)/60)
+    met = json_safe(dict(met, mae_ratio=met['mae']/met['baseline_mae'], train_steps=st['step'], train_stopped=st['stopped'],
+               train_minutes=(t_train-t0)/60, total_minutes=(time.time()-t0)/60))   # as metrics.json holds it
     m = _record(out, m, 'metrics.json')
     save_json(met, out/'metrics.json')
     if not quiet: print(_summary(met, out))

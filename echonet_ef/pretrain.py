@@ -15,15 +15,15 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import Dataset, DataLoader
 from fastcore.basics import patch, store_attr
-from fastcore.script import call_parse, store_true
+from fastcore.script import store_true
 from safetensors.torch import load_file, save_file
 import transformers
 from transformers import VideoMAEConfig, VideoMAEForPreTraining
 from .core import *
 from .data import read_filelist, video_info, sample_clip, clip_span, clip_starts, ClipTransform
-from .data import EpochSampler, collate, video_period, model_inputs, n_workers
+from .data import EpochSampler, collate, video_period, model_inputs, n_workers, worker_init
 from .model import make_stem, _videomae_overrides, _check_arch, _check_divides, _is_local, _load_error
-from .train import Trainer, param_groups, run_trainer
+from .train import Trainer, param_groups, run_trainer, data_card
 
 # %% ../nbs/06b_pretrain.ipynb #1f67dc15
 VIDEO_EXTS = ('.avi', '.mp4', '.mov', '.mkv', '.webm')
@@ -56,13 +56,12 @@ class VideoClips(Dataset):
                  seed:int=0 # seed of the starts and augmentation (mixed with the item index and epoch)
                 ):
         store_attr('cfg,train,seed'); self.epoch = 0
-        infos, bad = {}, []
+        infos = {}
         for p in map(Path, paths):
-            try: infos[p] = video_info(p)
+            try: infos[p] = video_info(p)          # the header's size is checked before any frame is decoded
             except DataError as e:
                 if cfg.strict: raise
-                bad.append(str(e))
-        if bad: warnings.warn(f"skipped {len(bad)} unreadable video(s), e.g. {bad[0]}")
+                warnings.warn(f"skipping: {e}")
         self.paths, self.infos = list(infos), list(infos.values())
         self.tfm = ClipTransform.from_config(cfg, train)
 
@@ -190,10 +189,11 @@ def _build_data(self:PretrainTrainer):
     nw = n_workers(c)
     def _dl(d, s, train): return DataLoader(d, batch_size=c.batch_size, sampler=s, num_workers=nw if train else 0,
                                             collate_fn=collate, generator=torch.Generator().manual_seed(seed),
-                                            persistent_workers=train and nw > 0,
+                                            persistent_workers=train and nw > 0, worker_init_fn=worker_init,
                                             drop_last=train and len(s) >= c.batch_size,
                                             pin_memory=torch.cuda.is_available())
     self.dls = {'TRAIN': _dl(ds, sampler, True), 'VAL': _dl(val, None, False)}
+    self.data_card = {**data_card(c.root), 'pretrain_videos': len(ds)}
 
 @patch
 def _build_model(self:PretrainTrainer)->nn.Module:
@@ -249,11 +249,11 @@ def _val_message(self:PretrainTrainer, m:dict)->str:
 # %% ../nbs/06b_pretrain.ipynb #dee45a5f
 @patch
 def _model_extra(self:PretrainTrainer)->dict:
-    "The input settings and step saved beside the weights"
+    "The input settings, the step and the model card saved beside the weights"
     d = self.cfg.data
     return dict(image_size=d.size, num_frames=d.clip_len, period=d.period, ref_fps=d.ref_fps, mean=list(d.mean),
                 std=list(d.std), stem=self.cfg.model.stem, mask_ratio=self.cfg.pretrain.mask_ratio,
-                sector_mask=self.cfg.pretrain.sector_mask, step=self.state['step'])
+                sector_mask=self.cfg.pretrain.sector_mask, step=self.state['step'], card=self._card())
 
 @patch
 def _save_model(self:PretrainTrainer, model:nn.Module, folder:Path, extra:dict):
@@ -355,8 +355,7 @@ def _pretrain_summary(st:dict, out)->str:
     return (f"{done}; encoder -> {enc}  (fine-tune it: echonet_ef_train --config configs/default.yaml "
             f"--set model.backbone={enc} ...)")
 
-@call_parse
-@cli_errors
+@cli
 def echonet_ef_pretrain(config:str=None, # YAML config (default: the built-in defaults, VideoMAE-base)
                         data:str=None, # EchoNet-Dynamic folder, or a folder of videos (overrides data.root)
                         out:str='runs/pretrain', # output folder

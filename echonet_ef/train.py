@@ -4,26 +4,27 @@
 
 # %% auto #0
 __all__ = ['layer_id', 'param_groups', 'warmup_cosine', 'amp_setup', 'predict_loader', 'save_checkpoint', 'load_checkpoint',
-           'TrainingError', 'check_compatible', 'Trainer', 'wandb_mode', 'run_trainer', 'echonet_ef_train']
+           'TrainingError', 'check_compatible', 'data_card', 'Trainer', 'wandb_mode', 'run_trainer', 'echonet_ef_train']
 
 # %% ../nbs/06_train.ipynb #f92f021b
-import os, sys, re, gc, math, time, json, shutil, random, signal, warnings, contextlib, weakref
+import os, sys, re, gc, math, time, json, shutil, random, signal, hashlib, warnings, contextlib, weakref
 from pathlib import Path
 from typing import Optional, Union
 import numpy as np, pandas as pd, torch, yaml
 import torch.distributed as dist
 from torch import nn
 from fastcore.basics import patch
-from fastcore.script import call_parse, store_true
+from fastcore.script import store_true
 from tqdm.auto import tqdm
 from safetensors import SafetensorError
 from .core import *
-from .data import DeviceClipTransform, model_inputs
+from .data import DeviceClipTransform, model_inputs, read_filelist
 from .dali_loader import make_dataloaders
 from .model import build_model, save_model, latest_checkpoint, step_checkpoints, recover_dir
 from .model import find_model  # re-exported: 09_app imports it from here
 from .metrics import regression_metrics
 from .loss import get_loss
+from .synthetic import MANIFEST
 
 # %% ../nbs/06_train.ipynb #ac417e22
 def layer_id(name:str, # a parameter name inside the VideoMAE backbone, e.g. `encoder.layer.3.output.dense.weight`
@@ -170,6 +171,25 @@ def check_compatible(saved:dict, cfg:Config, ckpt):
     for k in a:
         if a[k] != b[k]:
             raise CheckpointError(f"{ckpt}: checkpoint was trained with {k}={a[k]!r}, but this config has {k}={b[k]!r}")
+
+# %% ../nbs/06_train.ipynb #1903a9f3
+def _split_counts(root)->tuple: # ({split: rows with an EF}, {split: rows without})
+    "The rows of `root`'s FileList.csv with and without an EF, per split"
+    df = read_filelist(root, check_videos=False, labels=False)
+    lab = df.EF.notna()
+    return ({s: int((lab & (df.Split == s)).sum()) for s in SPLITS},
+            {s: int((~lab & (df.Split == s)).sum()) for s in SPLITS})
+
+def data_card(root # the data folder (EchoNet-Dynamic layout, or a folder of videos without FileList.csv)
+             )->dict:
+    "Model card data: folder name, labelled videos per split, TRAIN/VAL videos without EF, FileList hash, synthetic"
+    root, videos, unlabelled, sha = Path(root), {}, 0, None
+    if (root/'FileList.csv').is_file():
+        videos, unl = _split_counts(root)
+        unlabelled = unl['TRAIN'] + unl['VAL']                # the rows training leaves out
+        sha = hashlib.sha256((root/'FileList.csv').read_bytes()).hexdigest()[:16]
+    return dict(folder=root.resolve().name, videos=videos, unlabelled=unlabelled, filelist_sha256=sha,
+                synthetic=(root/MANIFEST).is_file())
 
 # %% ../nbs/06_train.ipynb #97611321
 class Trainer:
@@ -345,11 +365,15 @@ def _build_parts(self:Trainer):
 # %% ../nbs/06_train.ipynb #56d5c7ce
 @patch
 def _build_data(self:Trainer):
-    "The TRAIN and VAL loaders of this process's shard, and the TRAIN mean EF"
+    "The TRAIN and VAL loaders of this process's shard (rows without EF skipped), the TRAIN mean EF, the data card"
     cfg = self.cfg
     self.dls = make_dataloaders(cfg.data, splits=('TRAIN', 'VAL'), seed=cfg.train.seed, rank=self.rank,
                                 world_size=self.world, tfm_in_workers=self.device.type == 'cpu')
     self.ef_mean = float(self.dls['TRAIN'].dataset.df.EF.mean())
+    self.data_card = data_card(cfg.data.root)
+    if self.is_main and self.data_card['unlabelled']:
+        print(f"{Path(cfg.data.root)/'FileList.csv'}: skipped {self.data_card['unlabelled']} videos without EF "
+              "(TRAIN and VAL rows with an empty EF)", file=sys.stderr)
 
 @patch
 def _build_model(self:Trainer)->nn.Module:
@@ -382,7 +406,7 @@ def _restore(self:Trainer, ckpt:Path):
     _set_rng_state(state.pop('rng'))
     state.pop('config', None)
     self.state.update(state, stopped=None)
-    if self.is_main: print(f"resumed from {ckpt} at step {self.state['step']}")
+    if self.is_main: print(f"resumed from {ckpt} at step {self.state['step']}", file=sys.stderr)
 
 @patch
 def _load_weights(self:Trainer, folder:Path):
@@ -392,11 +416,21 @@ def _load_weights(self:Trainer, folder:Path):
 
 # %% ../nbs/06_train.ipynb #fe6756bb
 @patch
+def _card(self:Trainer)->dict:
+    "The model card: the data, the steps trained and the best validation score so far, and the run's config"
+    st, k = self.state, self.monitor
+    cfg = config_dict(self.cfg)    # shared with the model: local folders by their name only, never their full path
+    cfg['data']['root'] = self.data_card['folder']
+    if cfg['model'].get('backbone') and Path(cfg['model']['backbone']).exists():
+        cfg['model']['backbone'] = Path(cfg['model']['backbone']).name
+    return dict(data=self.data_card, trained={'steps': st['step'], f'best_val_{k}': st[f'best_{k}']}, config=cfg)
+
+@patch
 def _model_extra(self:Trainer)->dict:
-    "The metadata saved with the model: input size, clip sampling, normalisation, mean EF and step"
+    "The metadata saved with the model: input size, clip sampling, normalisation, mean EF, step and model card"
     d = self.cfg.data
     return dict(image_size=d.size, num_frames=d.clip_len, period=d.period, ref_fps=d.ref_fps, mean=list(d.mean),
-                std=list(d.std), ef_mean=self.ef_mean, step=self.state['step'])
+                std=list(d.std), ef_mean=self.ef_mean, step=self.state['step'], card=self._card())
 
 # %% ../nbs/06_train.ipynb #99c05935
 def _why(e:Exception)->str:
@@ -775,8 +809,7 @@ def run_trainer(cls, # `Trainer` or a subclass of it
     if t.interrupted: sys.exit(128 + t.interrupted)
 
 # %% ../nbs/06_train.ipynb #66161d30
-@call_parse
-@cli_errors
+@cli
 def echonet_ef_train(config:str=None, # YAML config (default: the built-in defaults, VideoMAE-base)
                      data:str=None, # EchoNet-Dynamic folder (overrides data.root)
                      out:str='runs/echonet_ef', # output folder
