@@ -79,7 +79,7 @@ def ood_reasons(stats:dict, # from `video_stats`
     "Reasons why a video does not look like the echo clips the model was trained on"
     ref, r = ref or DEFAULT_REF_STATS, []
     if n_frames < span:
-        r.append(f"too few frames: {n_frames} < {span}, the span of one clip (padded with blank frames)")
+        r.append(f"short video: {n_frames} frames, fewer than the {span} the model looks at in one go (padded with blank frames)")
     if not info.get('sector_found', True): r.append("no ultrasound sector found (no fan on a dark background)")
     if stats['motion'] < MIN_MOTION: r.append(f"almost no motion (a still image): motion {stats['motion']:.2f}")
     if info.get('colour_fraction', 0) > MAX_COLOUR:

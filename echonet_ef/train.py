@@ -4,7 +4,8 @@
 
 # %% auto #0
 __all__ = ['layer_id', 'param_groups', 'warmup_cosine', 'amp_setup', 'predict_loader', 'save_checkpoint', 'load_checkpoint',
-           'TrainingError', 'check_compatible', 'data_card', 'Trainer', 'wandb_mode', 'run_trainer', 'echonet_ef_train']
+           'TrainingError', 'check_compatible', 'data_card', 'Trainer', 'card_config', 'wandb_mode', 'run_trainer',
+           'echonet_ef_train']
 
 # %% ../nbs/06_train.ipynb #f92f021b
 import os, sys, re, gc, math, time, json, shutil, random, signal, hashlib, warnings, contextlib, weakref
@@ -415,15 +416,20 @@ def _load_weights(self:Trainer, folder:Path):
     self.model.load_state_dict(load_file(str(folder/'model.safetensors')))
 
 # %% ../nbs/06_train.ipynb #fe6756bb
+def card_config(cfg:Config)->dict:
+    "`cfg` as plain data for a model card, which travels with the model: local folders by their name, not their path"
+    d = config_dict(cfg)
+    if d['data'].get('root'): d['data']['root'] = Path(d['data']['root']).resolve().name
+    if d['model'].get('backbone') and Path(d['model']['backbone']).exists():
+        d['model']['backbone'] = Path(d['model']['backbone']).resolve().name
+    return d
+
 @patch
 def _card(self:Trainer)->dict:
     "The model card: the data, the steps trained and the best validation score so far, and the run's config"
     st, k = self.state, self.monitor
-    cfg = config_dict(self.cfg)    # shared with the model: local folders by their name only, never their full path
-    cfg['data']['root'] = self.data_card['folder']
-    if cfg['model'].get('backbone') and Path(cfg['model']['backbone']).exists():
-        cfg['model']['backbone'] = Path(cfg['model']['backbone']).name
-    return dict(data=self.data_card, trained={'steps': st['step'], f'best_val_{k}': st[f'best_{k}']}, config=cfg)
+    return dict(data=self.data_card, trained={'steps': st['step'], f'best_val_{k}': st[f'best_{k}']},
+                config=card_config(self.cfg))
 
 @patch
 def _model_extra(self:Trainer)->dict:
