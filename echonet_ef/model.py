@@ -9,9 +9,9 @@ __all__ = ['ARCH_KEYS', 'STEMS', 'LOG_VAR_INIT', 'MODEL_FORMAT', 'CALIBRATION_FO
            'tubelet_frames', 'build_model', 'model_config', 'save_model', 'read_model_config', 'weights_fingerprint',
            'load_model', 'model_data_config', 'recover_dir', 'step_checkpoints', 'latest_checkpoint', 'find_model',
            'calibration_scale', 'read_calibration', 'apply_calibration', 'resolve_checkpoint', 'model_card',
-           'is_synthetic', 'card_lines', 'MCResult', 'backbone_dropout', 'predict_with_uncertainty', 'video_estimate',
-           'ClipOutputs', 'eval_amp', 'encode_clips', 'head_outputs', 'clip_outputs', 'model_methods',
-           'calibrated_method', 'default_method', 'check_method', 'video_seed']
+           'is_synthetic', 'card_lines', 'evaluation_summary', 'MCResult', 'backbone_dropout',
+           'predict_with_uncertainty', 'video_estimate', 'ClipOutputs', 'eval_amp', 'encode_clips', 'head_outputs',
+           'clip_outputs', 'model_methods', 'calibrated_method', 'default_method', 'check_method', 'video_seed']
 
 # %% ../nbs/04_model.ipynb #4becffc8
 import os, sys, json, math, contextlib, zlib, hashlib
@@ -578,7 +578,21 @@ def card_lines(card:dict # from `model_card`
              + (f": {vids} videos" if vids else '') + ')']
     if d.get('unlabelled'): lines.append(f"{d['unlabelled']} videos without EF left out of training")
     if t: lines.append(f"{_num(t.get('steps'), 'd')} training steps; best VAL MAE {_num(t.get('best_val_mae'), '.2f')}")
+    if e := card.get('evaluated'):
+        lines.append(f"evaluated on {e.get('split', '?')} ({_num(e.get('n_scored'), 'd')} videos): "
+                      f"MAE {_num(e.get('mae'), '.2f')}, RMSE {_num(e.get('rmse'), '.2f')}, R² {_num(e.get('r2'), '.2f')}")
     return lines
+
+# %% ../nbs/04_model.ipynb #4b7eaffc
+def evaluation_summary(folder, # an evaluation folder (`echonet_ef_evaluate --out`)
+                       model:EchoNetRegressor # the model loaded for prediction
+                      )->Optional[dict]: # split, n_scored, mae, rmse, r2; None if not an evaluation of these weights
+    "The held-out metrics an evaluation in `folder` measured for `model`'s weights, or None"
+    try: m = json.loads((Path(folder)/'metrics.json').read_text())
+    except (OSError, ValueError): return None
+    wid = getattr(model, 'weights_id', None)
+    if not isinstance(m, dict) or wid is None or m.get('weights_id') != wid: return None
+    return {k: m.get(k) for k in ('split', 'n_scored', 'mae', 'rmse', 'r2')}
 
 # %% ../nbs/04_model.ipynb #17138d2d
 @dataclass

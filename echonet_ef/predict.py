@@ -22,7 +22,8 @@ from .data import video_period, clip_span, clip_starts, clip_indices, parse_clip
 from .model import (EchoNetRegressor, ClipOutputs, load_model, read_model_config, model_data_config,
                               frame_weights, video_estimate, video_seed, clip_outputs, eval_amp, check_method,
                               calibrated_method, METHODS, resolve_checkpoint, read_calibration, apply_calibration,
-                              calibration_scale, model_card, is_synthetic, card_lines, SYNTHETIC_WARNING)
+                              calibration_scale, model_card, is_synthetic, card_lines, SYNTHETIC_WARNING,
+                              evaluation_summary)
 from .evaluate import clip_batches, frame_input
 
 # %% ../nbs/08_predict.ipynb #9f67dcee
@@ -150,6 +151,8 @@ def load_inference_model(checkpoint, # a model, checkpoint, run, evaluation or d
     if src is not None:
         ok, model.calibration_note = apply_calibration(model, read_calibration(src))
         if ok: model.calibration_file = found if calibration is None else Path(calibration)
+    if model.calibration_file is not None and (ev := evaluation_summary(Path(model.calibration_file).parent, model)):
+        model.extra['card'] = {**model_card(model), 'evaluated': ev}     # shown with the card, never saved
     return model
 
 # %% ../nbs/08_predict.ipynb #8194265e
