@@ -4,14 +4,15 @@
 
 # %% auto #0
 __all__ = ['ARCH_KEYS', 'STEMS', 'LOG_VAR_INIT', 'MODEL_FORMAT', 'CALIBRATION_FORMAT', 'CALIBRATION_FILE', 'SYNTHETIC_WARNING',
-           'METHODS', 'SPREAD_FLOOR', 'MAX_SAMPLES', 'PREFERRED', 'tiny_config', 'build_backbone', 'AttentionPool',
-           'MeanPool', 'make_head', 'ClipStats', 'make_stem', 'EFOutput', 'EchoNetRegressor', 'fp32', 'frame_weights',
-           'tubelet_frames', 'build_model', 'model_config', 'save_model', 'read_model_config', 'weights_fingerprint',
-           'load_model', 'model_data_config', 'recover_dir', 'step_checkpoints', 'latest_checkpoint', 'find_model',
-           'calibration_scale', 'read_calibration', 'apply_calibration', 'resolve_checkpoint', 'model_card',
-           'is_synthetic', 'card_lines', 'evaluation_summary', 'MCResult', 'backbone_dropout',
-           'predict_with_uncertainty', 'video_estimate', 'ClipOutputs', 'eval_amp', 'encode_clips', 'head_outputs',
-           'clip_outputs', 'model_methods', 'calibrated_method', 'default_method', 'check_method', 'video_seed']
+           'METHODS', 'SPREAD_FLOOR', 'MAX_SAMPLES', 'PREFERRED', 'tiny_config', 'backbone_config', 'load_pretrained',
+           'build_backbone', 'AttentionPool', 'MeanPool', 'make_head', 'ClipStats', 'make_stem', 'EFOutput',
+           'EchoNetRegressor', 'fp32', 'frame_weights', 'tubelet_frames', 'use_gradient_checkpointing', 'build_model',
+           'model_config', 'save_model', 'read_model_config', 'weights_fingerprint', 'load_model', 'model_data_config',
+           'recover_dir', 'step_checkpoints', 'latest_checkpoint', 'find_model', 'calibration_scale',
+           'read_calibration', 'apply_calibration', 'resolve_checkpoint', 'model_card', 'is_synthetic', 'card_lines',
+           'evaluation_summary', 'MCResult', 'backbone_dropout', 'predict_with_uncertainty', 'video_estimate',
+           'ClipOutputs', 'eval_amp', 'encode_clips', 'head_outputs', 'clip_outputs', 'model_methods',
+           'calibrated_method', 'default_method', 'check_method', 'video_seed']
 
 # %% ../nbs/04_model.ipynb #4becffc8
 import os, sys, json, math, contextlib, zlib, hashlib
@@ -92,18 +93,7 @@ def _check_arch(src:str, # a hub name or a local folder holding config.json
             raise ConfigError(f"{src}: the encoder has {k}={saved[k]!r}, "
                               f"but the config asks for model.videomae.{k}={mcfg.videomae[k]!r}")
 
-# %% ../nbs/04_model.ipynb #08360929
-def _load_pretrained(src:str, kw:dict, attn:dict)->VideoMAEModel:
-    "`VideoMAEModel.from_pretrained(src)`, reporting on stderr how many of its weights were loaded"
-    bb, info = VideoMAEModel.from_pretrained(src, **kw, **attn, output_loading_info=True)
-    names = [k for k in bb.state_dict()]
-    bad = set(info.get('missing_keys', ())) | {m[0] if isinstance(m, tuple) else m
-                                              for m in info.get('mismatched_keys', ())}
-    bb.loaded_weights = len([k for k in names if k not in bad])
-    print(f"{src}: loaded {bb.loaded_weights} of {len(names)} encoder weights", file=sys.stderr)
-    return bb
-
-# %% ../nbs/04_model.ipynb #67e14ba8
+# %% ../nbs/04_model.ipynb #e45338d1
 def _check_divides(cfg:VideoMAEConfig):
     "Raise `ConfigError` unless the tubelet divides the clip and the patch divides the frame"
     if cfg.num_frames % cfg.tubelet_size:
@@ -113,28 +103,60 @@ def _check_divides(cfg:VideoMAEConfig):
         raise ConfigError(f"image size {cfg.image_size} is not a multiple of "
                           f"model.videomae.patch_size={cfg.patch_size}")
 
+# %% ../nbs/04_model.ipynb #1ded2c4c
+def backbone_config(mcfg:ModelConfig, # the model section of the config
+                    image_size:int=224, # the data's frame size (224 or 112)
+                    num_frames:int=16, # the data's clip length
+                    **extra # further `VideoMAEConfig` fields, e.g. `norm_pix_loss`
+                   )->tuple: # (hub name or folder to load the weights from, or None for random weights; the config)
+    "The checked `VideoMAEConfig` that `mcfg` describes, and where its weights come from"
+    for k in extra:
+        if k not in _videomae_keys(): raise TypeError(f"backbone_config: {k!r} is not a VideoMAEConfig field")
+    kw = {**_videomae_overrides(mcfg, image_size, num_frames), **extra}
+    src = None if mcfg.backbone is None else str(mcfg.backbone)
+    if src is None: cfg = VideoMAEConfig(**kw)
+    else:
+        if _is_local(src):
+            if not (Path(src).expanduser()/'config.json').is_file(): raise _load_error(src, FileNotFoundError())
+            src = str(Path(src).expanduser())
+        try:
+            _check_arch(src, mcfg)
+            cfg = VideoMAEConfig.from_pretrained(src, **kw)
+        except OSError as e: raise _load_error(src, e) from None
+    _check_divides(cfg)
+    return (src if mcfg.pretrained else None), cfg
+
+# %% ../nbs/04_model.ipynb #d82aa27b
+def load_pretrained(cls:type, # the transformers class to build, e.g. `VideoMAEModel` or `VideoMAEForPreTraining`
+                    src:str, # a hub name or local folder (as `backbone_config` returns it)
+                    config:VideoMAEConfig, # the config to build (from `backbone_config`)
+                    attn_implementation:str='sdpa' # `model.attn_implementation`
+                   ):
+    "`cls.from_pretrained(src)` with `config`, reporting on stderr how many of the encoder's weights were loaded"
+    try: model, info = cls.from_pretrained(src, config=config, attn_implementation=attn_implementation,
+                                           output_loading_info=True)
+    except OSError as e: raise _load_error(src, e) from None
+    except RuntimeError as e:  # e.g. a tubelet_size override that does not fit the pretrained weights
+        raise CheckpointError(f"{src}: the weights do not fit the config ({first_line(e)})") from None
+    bad = set(info.get('missing_keys', ())) | {m[0] if isinstance(m, tuple) else m
+                                              for m in info.get('mismatched_keys', ())}
+    pre = '' if model.base_model is model else model.base_model_prefix + '.'
+    enc = [pre + k for k in model.base_model.state_dict()]
+    new = sorted({k.split('.')[0] for k in model.state_dict() if not k.startswith(pre) and k in bad})
+    model.loaded_weights = sum(k not in bad for k in enc)
+    print(f"{src}: loaded {model.loaded_weights} of {len(enc)} encoder weights" +
+          (f"; new: {', '.join(new)}" if new else ''), file=sys.stderr)
+    return model
+
+# %% ../nbs/04_model.ipynb #5331afc3
 def build_backbone(mcfg:ModelConfig, # the model section of the config
                    image_size:int=224, # the data's frame size (224 or 112)
                    num_frames:int=16   # the data's clip length
                   )->VideoMAEModel:
     "A `VideoMAEModel` from the hub name, local folder or (`backbone=None`) random config in `mcfg`"
-    kw = _videomae_overrides(mcfg, image_size, num_frames)
-    attn = dict(attn_implementation=mcfg.attn_implementation)
-    src = None if mcfg.backbone is None else str(mcfg.backbone)
-    if src is not None and _is_local(src):   # check a folder here, so that a bad path never reaches the hub
-        if not (Path(src).expanduser()/'config.json').is_file(): raise _load_error(src, FileNotFoundError())
-        src = str(Path(src).expanduser())
-    try:
-        if src is None: cfg = VideoMAEConfig(**kw)
-        else:
-            cfg = VideoMAEConfig.from_pretrained(src, **kw)
-            _check_arch(src, mcfg)
-            if mcfg.pretrained: return _load_pretrained(src, kw, attn)
-    except OSError as e: raise _load_error(src, e) from None
-    except RuntimeError as e:  # e.g. a tubelet_size override that does not fit the pretrained weights
-        raise CheckpointError(f"{src}: the weights do not fit the config ({str(e).strip().splitlines()[0]})") from None
-    _check_divides(cfg)
-    return VideoMAEModel._from_config(cfg, **attn)
+    src, cfg = backbone_config(mcfg, image_size, num_frames)
+    if src is None: return VideoMAEModel._from_config(cfg, attn_implementation=mcfg.attn_implementation)
+    return load_pretrained(VideoMAEModel, src, cfg, mcfg.attn_implementation)
 
 # %% ../nbs/04_model.ipynb #5bee17c4
 class AttentionPool(nn.Module):
@@ -319,16 +341,24 @@ def freeze_backbone(self:EchoNetRegressor, flag:bool=True # True freezes, False 
     for p in self.backbone.parameters(): p.requires_grad_(not flag)
     return self
 
+# %% ../nbs/04_model.ipynb #cb56c9c9
+def use_gradient_checkpointing(model:nn.Module, # a transformers model (`PreTrainedModel`)
+                               flag:bool=True # True enables
+                              ):
+    "Recompute `model`'s activations in the backward pass instead of storing them"
+    # transformers 5 renamed gradient_checkpointing_* to activation_checkpointing_*
+    if flag:
+        (getattr(model, 'activation_checkpointing_enable', None) or model.gradient_checkpointing_enable)(
+            dict(use_reentrant=False))
+    else: (getattr(model, 'activation_checkpointing_disable', None) or model.gradient_checkpointing_disable)()
+    return model
+
 # %% ../nbs/04_model.ipynb #269c3c7c
 @patch
 def set_gradient_checkpointing(self:EchoNetRegressor, flag:bool=True # True enables
                               ):
     "Recompute backbone activations in the backward pass instead of storing them"
-    bb = self.backbone   # transformers 5 renamed gradient_checkpointing_* to activation_checkpointing_*
-    if flag:
-        (getattr(bb, 'activation_checkpointing_enable', None) or bb.gradient_checkpointing_enable)(
-            dict(use_reentrant=False))
-    else: (getattr(bb, 'activation_checkpointing_disable', None) or bb.gradient_checkpointing_disable)()
+    use_gradient_checkpointing(self.backbone, flag)
     return self
 
 # %% ../nbs/04_model.ipynb #732e948f

@@ -18,11 +18,11 @@ from fastcore.basics import patch, store_attr
 from fastcore.script import store_true
 from safetensors.torch import load_file, save_file
 import transformers
-from transformers import VideoMAEConfig, VideoMAEForPreTraining
+from transformers import VideoMAEForPreTraining
 from .core import *
 from .data import read_filelist, video_info, sample_clip, clip_span, clip_starts, ClipTransform
 from .data import EpochSampler, collate, video_period, model_inputs, n_workers, worker_init
-from .model import make_stem, _videomae_overrides, _check_arch, _check_divides, _is_local, _load_error
+from .model import make_stem, backbone_config, load_pretrained, use_gradient_checkpointing
 from .train import Trainer, param_groups, run_trainer, data_card
 
 # %% ../nbs/06b_pretrain.ipynb #1f67dc15
@@ -141,31 +141,11 @@ def build_pretrain_model(cfg:Config # the run's config (`model`, `data.size`, `d
                         )->MaskedVideoModel:
     "The `MaskedVideoModel` of `cfg`: pretrained from `model.backbone` or random from `model.videomae`"
     m, d = cfg.model, cfg.data
-    kw = dict(_videomae_overrides(m, d.size, d.clip_len), norm_pix_loss=cfg.pretrain.norm_pix_loss)
-    attn = dict(attn_implementation=m.attn_implementation)
-    src = None if m.backbone is None else str(m.backbone)
-    if src is not None and _is_local(src):
-        if not (Path(src).expanduser()/'config.json').is_file(): raise _load_error(src, FileNotFoundError())
-        src = str(Path(src).expanduser())
-    try:
-        vc = VideoMAEConfig(**kw) if src is None else VideoMAEConfig.from_pretrained(src, **kw)
-        _check_divides(vc)
-        if src is not None: _check_arch(src, m)
-        if src is not None and m.pretrained:
-            mae, info = VideoMAEForPreTraining.from_pretrained(src, **kw, **attn, output_loading_info=True)
-            enc = [k for k in mae.state_dict() if k.startswith('videomae.')]
-            miss = set(info.get('missing_keys', ()))
-            print(f"{src}: loaded {sum(k not in miss for k in enc)} of {len(enc)} encoder weights "
-                  f"({'a new decoder' if any(k.startswith('decoder.') for k in miss) else 'and its decoder'})",
-                  file=sys.stderr)
-        else: mae = VideoMAEForPreTraining._from_config(vc, **attn)
-    except OSError as e: raise _load_error(src, e) from None
-    except RuntimeError as e:
-        raise CheckpointError(f"{src}: the weights do not fit the config ({first_line(e)})") from None
+    src, vc = backbone_config(m, d.size, d.clip_len, norm_pix_loss=cfg.pretrain.norm_pix_loss)
+    mae = (VideoMAEForPreTraining._from_config(vc, attn_implementation=m.attn_implementation) if src is None else
+           load_pretrained(VideoMAEForPreTraining, src, vc, m.attn_implementation))
     model = MaskedVideoModel(mae, stem=m.stem)
-    if m.gradient_checkpointing:   # transformers 5 renamed gradient_checkpointing_* to activation_checkpointing_*
-        (getattr(mae, 'activation_checkpointing_enable', None) or mae.gradient_checkpointing_enable)(
-            dict(use_reentrant=False))
+    if m.gradient_checkpointing: use_gradient_checkpointing(mae)
     return model
 
 # %% ../nbs/06b_pretrain.ipynb #9b06221c
