@@ -20,7 +20,8 @@ import numpy as np, pandas as pd, psutil, torch
 from echonet_ef.core import ModelConfig
 from echonet_ef.data import EchoDataset, read_frames, clip_indices, parse_clips, read_filelist
 from echonet_ef.model import build_model, save_model, load_model, model_data_config, encode_clips, head_outputs, eval_amp
-from echonet_ef.evaluate import eval_starts, VideoFrames, clip_batches, frame_input, evaluate_model
+from echonet_ef.evaluate import eval_starts, VideoFrames, evaluate_model
+from echonet_ef.infer import clip_batches, frame_input
 from echonet_ef.test_utils import synth_data
 
 class Peak:

@@ -4,12 +4,12 @@
 
 # %% auto #0
 __all__ = ['PRED_COLS', 'LEVELS', 'PLOTS', 'CMP_LEVELS', 'REPORT_FILES', 'MAX_BATCH', 'MAX_BOOT', 'eval_starts', 'VideoFrames',
-           'frame_input', 'clip_batches', 'evaluate_model', 'bland_altman', 'detection_metrics', 'bootstrap_ci',
-           'coverage', 'interval_quality', 'clinical_metrics', 'ef_report', 'plot_scatter', 'plot_bland_altman',
-           'plot_range_mae', 'plot_residuals', 'plot_roc', 'coverage_curve', 'plot_calibration', 'save_fig',
-           'save_plots', 'fit_scale', 'fit_scales', 'apply_scale', 'method_tables', 'ensemble_table', 'compare_methods',
-           'meets_aim', 'best_method', 'plot_methods', 'as_number', 'baseline_mae', 'check_report_folder', 'report_dir',
-           'calibration_record', 'evaluate_checkpoint', 'echonet_ef_evaluate']
+           'evaluate_model', 'bland_altman', 'detection_metrics', 'bootstrap_ci', 'coverage', 'interval_quality',
+           'clinical_metrics', 'ef_report', 'plot_scatter', 'plot_bland_altman', 'plot_range_mae', 'plot_residuals',
+           'plot_roc', 'coverage_curve', 'plot_calibration', 'save_fig', 'save_plots', 'fit_scale', 'fit_scales',
+           'apply_scale', 'method_tables', 'ensemble_table', 'compare_methods', 'meets_aim', 'best_method',
+           'plot_methods', 'as_number', 'baseline_mae', 'check_report_folder', 'report_dir', 'calibration_record',
+           'evaluate_checkpoint', 'echonet_ef_evaluate']
 
 # %% ../nbs/07_evaluate.ipynb #3c3b4ea4
 import os, math, json, shutil, warnings, contextlib, tempfile, datetime
@@ -24,7 +24,7 @@ from fastcore.basics import patch
 from fastcore.script import store_true
 from tqdm.auto import tqdm
 from .core import *
-from .data import (EchoDataset, DeviceClipTransform, read_filelist, read_frames, clip_starts, clip_span,
+from .data import (EchoDataset, read_filelist, read_frames, clip_starts, clip_span,
                              clip_indices, parse_clips, worker_init)
 from .model import EchoNetRegressor, load_model, read_model_config, find_model, model_data_config
 from .model import (video_estimate, video_seed, ClipOutputs, encode_clips, head_outputs, eval_amp,
@@ -32,6 +32,7 @@ from .model import (video_estimate, video_seed, ClipOutputs, encode_clips, head_
 from .model import (CALIBRATION_FORMAT, CALIBRATION_FILE, read_calibration, apply_calibration,
                                calibration_scale, resolve_checkpoint)
 from .metrics import regression_metrics
+from .infer import frame_input, clip_batches, join_outputs
 
 # %% ../nbs/07_evaluate.ipynb #fe0ac058
 def eval_starts(ds:EchoDataset, # the split (its probe gives each video's frame count and FPS)
@@ -62,34 +63,6 @@ class VideoFrames(torch.utils.data.Dataset):
         pos = np.where(idx < n, np.searchsorted(want, np.minimum(idx, want[-1])), -1)
         return dict(item=i, frames=torch.from_numpy(fr), pos=torch.from_numpy(pos))
 
-# %% ../nbs/07_evaluate.ipynb #64e9e181
-def frame_input(tfm:DeviceClipTransform, # the model's transform (`EchoDataset(...).tfm.device`)
-                device='cpu' # the model's device
-               ):
-    "A function: uint8 frames (k, H, W, 3) → the model's normalised input (k, 3, size, size) on `device`"
-    return lambda fr: tfm(torch.as_tensor(fr).to(device, non_blocking=True)[None])[0]
-
-# %% ../nbs/07_evaluate.ipynb #c51b51f1
-def clip_batches(frames:torch.Tensor, # (n, H, W, 3) uint8 frames of one video
-                 pos:torch.Tensor, # (clips, T) position of each clip frame in `frames`; −1 for padding
-                 to_input, # `to_input(uint8 frames) -> (k, 3, size, size)` float frames on the model's device
-                 bs:int=16 # most clips per batch
-                ):
-    "Yield the video's clips (b, T, 3, size, size) in batches of at most `bs`, transforming each frame once"
-    win, lo = None, 0          # transformed frames lo .. lo+len(win)-1
-    for k in range(0, len(pos), bs):
-        p = pos[k:k+bs]
-        used = p[p >= 0]
-        a, b = int(used.min()), int(used.max()) + 1
-        if win is None or a >= lo + len(win) or a < lo: win, lo = to_input(frames[a:b]), a
-        else:
-            keep = win[a - lo:]
-            new = to_input(frames[lo + len(win):b]) if b > lo + len(win) else keep[:0]
-            win, lo = torch.cat([keep, new]), a
-        x = win[(p - lo).clamp(min=0).to(win.device)]
-        x[(p < 0).to(win.device)] = 0
-        yield x
-
 # %% ../nbs/07_evaluate.ipynb #bb57bca2
 PRED_COLS = ['FileName', 'EF', 'EF_pred', 'EF_low', 'EF_high', 'EF_std', 'category', 'category_pred',
              'ef_range', 'ef_range_pred', 'n_clips', 'skipped', 'reason']
@@ -99,11 +72,6 @@ def _one(items): return items[0]
 def _strict(reason): return DataError(f"{reason} (strict: an unreadable video is an error, not skipped)")
 
 # %% ../nbs/07_evaluate.ipynb #d67fff86
-def _cat(outs, k)->Optional[np.ndarray]:
-    "Field `k` of a video's `ClipOutputs`, concatenated over its clips (the last axis), or None"
-    v = [getattr(o, k) for o in outs]
-    return None if v[0] is None else torch.cat([t.float().cpu() for t in v], -1).numpy()
-
 def _row(f, ef, outs, level, scale, method='mc_dropout', spreads=(), reason='')->dict:
     "The row of video `f` from its `ClipOutputs` `outs`, or a skipped row (`outs` None)"
     row = dict(FileName=f, EF=ef, category=clinical_category(ef), ef_range=ef_category(ef), skipped=outs is None,
@@ -111,7 +79,8 @@ def _row(f, ef, outs, level, scale, method='mc_dropout', spreads=(), reason='')-
     if outs is None: return dict(row, EF_pred=np.nan, EF_low=np.nan, EF_high=np.nan, EF_std=np.nan,
                                  category_pred=None, ef_range_pred=None, n_clips=0,
                                  **{f'spread_{k}': np.nan for k in spreads})
-    s, p, lv = _cat(outs, 'samples'), _cat(outs, 'pred'), _cat(outs, 'log_var')
+    o = join_outputs(outs)
+    s, p, lv = o.samples, o.pred, o.log_var
     m, sd, lo, hi = video_estimate(s, p, level, scale, method, lv)
     if not np.isfinite([m, sd]).all(): raise EchoNetError(f"{f}: the model's prediction is not a number ({m})")
     return dict(row, EF_pred=m, EF_low=lo, EF_high=hi, EF_std=sd, category_pred=clinical_category(m),

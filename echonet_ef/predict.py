@@ -5,10 +5,10 @@
 # %% auto #0
 __all__ = ['DEFAULT_REF_STATS', 'MIN_MOTION', 'MAX_COLOUR', 'NO_CALIBRATION', 'MAX_SAMPLES', 'PREDICT_CLIPS', 'MAX_BATCH',
            'CALIBRATE_FIX', 'VIDEO_SUFFIXES', 'CSV_COLUMNS', 'video_stats', 'reference_stats', 'store_reference_stats',
-           'ood_reasons', 'clip_positions', 'frame_attention', 'check_predictor', 'load_inference_model',
-           'check_predict_args', 'video_outputs', 'calibration_record', 'interval_scale', 'calibration_notes',
-           'provenance', 'predict_frames', 'predict_video', 'format_result', 'format_json', 'predict_inputs', 'csv_row',
-           'write_predictions', 'predict_each', 'echonet_ef_predict']
+           'ood_reasons', 'frame_attention', 'check_predictor', 'load_inference_model', 'check_predict_args',
+           'calibration_record', 'interval_scale', 'calibration_notes', 'provenance', 'predict_frames', 'predict_video',
+           'format_result', 'format_json', 'predict_inputs', 'csv_row', 'write_predictions', 'predict_each',
+           'echonet_ef_predict']
 
 # %% ../nbs/08_predict.ipynb #0687ba9d
 import sys, io, time, json, math, copy, warnings, traceback, contextlib
@@ -18,13 +18,13 @@ import numpy as np, pandas as pd, cv2, torch
 from fastcore.script import Param, store_true
 from .core import *
 from .convert import *
-from .data import video_period, clip_span, clip_starts, clip_indices, parse_clips, DeviceClipTransform
-from .model import (EchoNetRegressor, ClipOutputs, load_model, read_model_config, model_data_config,
-                              frame_weights, video_estimate, video_seed, clip_outputs, eval_amp, check_method,
+from .data import video_period, clip_span, clip_starts, clip_indices, parse_clips
+from .model import (EchoNetRegressor, load_model, read_model_config, model_data_config,
+                              frame_weights, video_estimate, video_seed, check_method,
                               calibrated_method, METHODS, resolve_checkpoint, read_calibration, apply_calibration,
                               calibration_scale, model_card, is_synthetic, card_lines, SYNTHETIC_WARNING,
                               evaluation_summary)
-from .evaluate import clip_batches, frame_input
+from .infer import video_outputs
 
 # %% ../nbs/08_predict.ipynb #9f67dcee
 def video_stats(frames:np.ndarray, # (T, H, W, 3) uint8 frames as the model sees them
@@ -89,15 +89,6 @@ def ood_reasons(stats:dict, # from `video_stats`
         if k in stats and not lo <= stats[k] <= hi:
             r.append(f"{k.replace('_', ' ')} {stats[k]:.3g} outside the training range {lo:.3g}–{hi:.3g}")
     return r
-
-# %% ../nbs/08_predict.ipynb #94b5b57d
-def clip_positions(n_frames:int, # frames in the video
-                   starts, # clip start frames
-                   clip_len:int, period:int # frames per clip; frames between clip frames
-                  )->torch.Tensor: # (N, clip_len) frame indices, −1 past the end
-    "The frame each clip frame is, −1 for the frames past the end of the video (padding)"
-    idx = np.asarray(starts)[:, None] + period*np.arange(clip_len)
-    return torch.from_numpy(np.where(idx < n_frames, idx, -1))
 
 # %% ../nbs/08_predict.ipynb #c59b228c
 def frame_attention(starts, # clip start frames
@@ -184,24 +175,6 @@ def _seeded(model, seed:Optional[int]):
     dev = next(model.parameters()).device
     with torch.random.fork_rng(devices=[dev.index or 0] if dev.type == 'cuda' else []):
         torch.manual_seed(seed); yield
-
-# %% ../nbs/08_predict.ipynb #0f1b5cb4
-@torch.no_grad()
-def video_outputs(model:EchoNetRegressor, frames:np.ndarray, # the model; (T, H, W, 3) uint8 frames of one video
-                  starts, clip_len:int, period:int, # clip start frames; frames per clip; frames between clip frames
-                  n_samples:int=0, # MC-dropout samples per clip (0: none)
-                  bs:int=16 # clips per forward pass
-                 )->ClipOutputs: # of all the clips, float32 on the CPU
-    "The `ClipOutputs` of the clips at `starts`, cut from `frames` `bs` at a time, each frame transformed once"
-    s, dev = model_data_config(model), next(model.parameters()).device
-    to_input = frame_input(DeviceClipTransform(s.size, s.mean, s.std), dev)
-    pos = clip_positions(len(frames), starts, clip_len, period)
-    outs = [clip_outputs(model, x, n_samples, eval_amp(dev))
-            for x in clip_batches(torch.from_numpy(np.ascontiguousarray(frames)), pos, to_input, bs)]
-    def _join(k, dim=-1):
-        v = [getattr(o, k) for o in outs]
-        return None if v[0] is None else torch.cat([t.float().cpu() for t in v], dim)
-    return ClipOutputs(_join('pred'), _join('samples'), _join('log_var'), _join('tubelet_weights', 0))
 
 # %% ../nbs/08_predict.ipynb #e8607a51
 def calibration_record(model:EchoNetRegressor # a model, calibrated or not (`apply_calibration`)
