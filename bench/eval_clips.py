@@ -1,10 +1,10 @@
-"""Benchmark: all-clip evaluation that decodes each video once against the chunked path it replaced.
+"""Benchmark: all-clip evaluation that decodes each video once against reading each chunk of 16 clips on its own.
 
 Run: `python bench/eval_clips.py [--videos 16] [--clips all,5] [--device cpu] [--threads 2] [--no-model]`.
 The demo's model (tiny VideoMAE, 16-frame clips every 4 frames, clip_stats stem; random weights: speed does not
 depend on them) over the TEST+VAL videos of a synthetic 112-px dataset (100-200 frames each), 30 head MC-dropout
 samples per clip in both paths, batches of 16 clips.
-- `chunked` (the earlier path): the clips of a video in chunks of 16; each chunk decodes the frames it needs and
+- `chunked`: the clips of a video in chunks of 16; each chunk decodes the frames it needs and
   transforms every clip on its own (a frame shared by 16 clips is transformed 16 times and decoded once per chunk).
 - `decode once` (`evaluate_model`): the video's frames decoded once, each transformed once (`DeviceClipTransform`,
   on the model's device), clips cut from them in batches of 16; bf16 autocast on a GPU.
@@ -18,11 +18,13 @@ os.environ.setdefault('HF_HUB_OFFLINE', '1')
 from pathlib import Path
 import numpy as np, pandas as pd, psutil, torch
 from echonet_ef.core import ModelConfig
-from echonet_ef.data import EchoDataset, read_frames, clip_indices, parse_clips, read_filelist
-from echonet_ef.model import build_model, save_model, load_model, model_data_config, encode_clips, head_outputs, eval_amp
+from echonet_ef.data import EchoDataset, clip_indices, parse_clips, read_filelist
+from echonet_ef.video import read_frames
+from echonet_ef.model import build_model, save_model, load_model, model_data_config
 from echonet_ef.evaluate import eval_starts, VideoFrames, evaluate_model
-from echonet_ef.infer import clip_batches, frame_input
+from echonet_ef.infer import clip_batches, frame_input, clip_outputs, eval_amp
 from echonet_ef.test_utils import synth_data
+from echonet_ef.results import save_results
 
 class Peak:
     "Peak RSS (MB) of this process over a block, sampled every 10 ms; GPU: peak allocated memory"
@@ -39,7 +41,7 @@ class Peak:
 
 @torch.no_grad()
 def chunked(model, ds, clips, n_samples=30, bs=16, run_model=True):
-    "The earlier path: chunks of `bs` clips per video, each chunk read, each clip transformed on its own"
+    "Reading in chunks: chunks of `bs` clips per video, each chunk read, each clip transformed on its own"
     dev, preds = next(model.parameters()).device, {}
     for i in range(len(ds)):
         s, n = eval_starts(ds, i, clips), ds.infos[i]['n_frames']
@@ -50,7 +52,7 @@ def chunked(model, ds, clips, n_samples=30, bs=16, run_model=True):
             fr = read_frames(ds.root/'Videos'/f'{ds.df.FileName[i]}.avi', want, n_frames=n)
             pos = np.searchsorted(want, np.minimum(idx, want[-1]))
             x = torch.stack([ds.tfm(fr[p], c < n) for p, c in zip(pos, idx)]).to(dev)
-            if run_model: out.append(head_outputs(model, *encode_clips(model, x, eval_amp(dev)), n_samples, x).pred)
+            if run_model: out.append(clip_outputs(model, x, n_samples, eval_amp(dev)).pred)
         if run_model: preds[ds.df.FileName[i]] = torch.cat(out).mean().item()
     return preds
 
@@ -100,7 +102,7 @@ def main():
                 t_new = time.perf_counter() - t
             err = float(np.max(np.abs(df.set_index('FileName').EF_pred.loc[list(ref)].values - np.array(list(ref.values())))))
             assert err < 0.05 if dev.type == 'cuda' else err < 1e-3, f"the paths disagree by {err}"
-            rows.append(dict(clips=c, clips_total=n_clips, path='chunked (earlier)', videos_s=len(ds)/t_old,
+            rows.append(dict(clips=c, clips_total=n_clips, path='chunked', videos_s=len(ds)/t_old,
                              peak_mb=p0.peak, vs_chunked=1.0))
             rows.append(dict(clips=c, clips_total=n_clips, path='decode once', videos_s=len(ds)/t_new,
                              peak_mb=p1.peak, vs_chunked=t_old/t_new))
@@ -113,6 +115,7 @@ def main():
                          peak_mb=np.nan, vs_chunked=d_old/d_new))
         res[f'{c}_data_speedup'] = d_old/d_new
         print(pd.DataFrame(rows[-4 if not a.no_model else -2:]).round(2).to_markdown(index=False), flush=True)
+    save_results('eval_clips' + ('_gpu' if dev.type == 'cuda' else ''), res, rows, args=vars(a))
     print('RESULT ' + ' '.join(f'{k}={v:.2f}' for k, v in res.items()))
 
 if __name__ == '__main__': main()

@@ -1,7 +1,7 @@
 """Loader benchmark (not a timed test): training clips/s of the ways to read EchoNet clips, on one synthetic dataset.
 
   naive         OpenCV, one process: decode the whole video (`read_video`), then take the clip and transform it
-  cv2_float     the loader's former contract: each worker turns its clips into float32 model input at `--size`
+  cv2_float     each worker turns its clips into float32 model input at `--size`
                 (the same `DeviceClipTransform`, run on the CPU inside the worker) and ships that
   cv2_uint8     the loader now: workers ship uint8 clips as stored (112 px) with their augmentation plans
   cv2_uint8+tfm the same, plus the transform to float model input at `--size` in the consuming process, on its
@@ -10,7 +10,7 @@
   dali_gpu      the DALI loader on the GPU (NVDEC), when there is one, uint8 out
 
 Every method serves the same TRAIN split with the same random clips and plans (seed, epoch), one warm-up batch untimed
-(worker start, file cache), then `--passes` timed epochs. It prints a table with ratios to the former float contract
+(worker start, file cache), then `--passes` timed epochs. It prints a table with ratios to the float32 loader
 and to the naive reader, the megabytes each clip costs between processes, and ends with one line `RESULT key=value ...`.
 
     python bench/loaders.py                       # ~2 min on 2 cores
@@ -20,7 +20,9 @@ import argparse, os, sys, time, tempfile, shutil, warnings
 from pathlib import Path
 import numpy as np, torch
 from echonet_ef.core import DataConfig
-from echonet_ef.data import EchoDataset, get_dataloaders, read_video, clip_indices, collate, model_inputs
+from echonet_ef.results import save_results
+from echonet_ef.data import EchoDataset, get_dataloaders, clip_indices, collate, model_inputs
+from echonet_ef.video import read_video
 from echonet_ef.dali_loader import get_dali_dataloaders, dali_available
 
 
@@ -46,7 +48,7 @@ class NaiveDataset(EchoDataset):
 
 
 class FloatDataset(EchoDataset):
-    "`EchoDataset` under the former contract: the worker ships float32 model input at the model's size"
+    "`EchoDataset` shipping float32: the worker ships float32 model input at the model's size"
     def __getitem__(self, i):
         b = super().__getitem__(i)
         return dict(pixel_values=self.tfm.device(b['pixel_values'], b['plan'], b['mask']), labels=b['labels'],
@@ -118,6 +120,9 @@ def main():
         for k, v in res.items(): print(f"{k:14s} {v:8.1f} {v/base:8.2f}x {v/naive:8.2f}x {mbs[k]:8.2f}")
         kv = ([f"{k.replace('+', '_')}_clips_s={v:.1f}" for k, v in res.items()] +
               [f"{k.replace('+', '_')}_vs_float={v/base:.2f}" for k, v in res.items() if k != 'cv2_float'])
+        table = [dict(method=k, clips_s=v, vs_float=v/base, vs_naive=v/naive, mb_clip=mbs[k]) for k, v in res.items()]
+        save_results('loaders' + ('_gpu' if gpu else ''), {**{f"{k.replace('+', '_')}_clips_s": v for k, v in res.items()},
+                     **{f"{k.replace('+', '_')}_vs_float": v/base for k, v in res.items()}}, table, args=vars(a))
         print('RESULT ' + ' '.join(kv))
     finally:
         if tmp: shutil.rmtree(tmp, ignore_errors=True)

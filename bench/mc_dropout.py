@@ -12,7 +12,9 @@ os.environ.setdefault('HF_HUB_OFFLINE', '1')
 import torch, torch.nn.functional as F
 from transformers.utils import logging as hf_logging
 from echonet_ef.core import ModelConfig, set_seed, get_device
-from echonet_ef.model import build_model, tiny_config, predict_with_uncertainty
+from echonet_ef.model import build_model, tiny_config
+from echonet_ef.infer import clip_outputs
+from echonet_ef.results import save_results
 
 def sync(dev):
     if dev.type == 'cuda': torch.cuda.synchronize()
@@ -36,7 +38,7 @@ def forward_fn(model, x):
 
 def mc_fn(model, x, n):
     def f():
-        with autocast(x.device): predict_with_uncertainty(model, x, n_samples=n)
+        with autocast(x.device): clip_outputs(model, x, n_samples=n)
     return f
 
 def step_fn(model, x, y):
@@ -74,6 +76,7 @@ def main():
     print(f"device {dev} ({name}), {'bf16 autocast' if a.bf16 else 'fp32'}, batch 1, 16 frames, median of {a.repeats}", flush=True)
     _, r_tiny = mc_ratio('tiny', tiny_config(), 112, a.samples, max(a.repeats, 30), dev)   # cheap: more repeats
     if a.skip_base:
+        save_results('mc_dropout' + ('_gpu' if dev.type == 'cuda' else ''), dict(mc30_vs_single_tiny=r_tiny), device=name, args=vars(a))
         print(f"RESULT mc30_vs_single={r_tiny:.3f} base_112_vs_224_speedup=nan")
         return
     # VideoMAEConfig() defaults: VideoMAE-base, random weights
@@ -90,6 +93,8 @@ def main():
         del model
     sp_f, sp_s = fwd[224]/fwd[112], step[224]/step[112]
     print(f"base  112px vs 224px: forward {sp_f:.2f}x faster, training step {sp_s:.2f}x faster")
+    save_results('mc_dropout' + ('_gpu' if dev.type == 'cuda' else ''), dict(mc30_vs_single=r_base, mc30_vs_single_tiny=r_tiny,
+                 base_112_vs_224_speedup=sp_f, base_112_vs_224_step_speedup=sp_s), device=name, args=vars(a))
     print(f"RESULT mc30_vs_single={r_base:.3f} mc30_vs_single_tiny={r_tiny:.3f} "
           f"base_112_vs_224_speedup={sp_f:.2f} base_112_vs_224_step_speedup={sp_s:.2f}")
 

@@ -24,6 +24,7 @@ import numpy as np, torch
 from transformers.utils import logging as hf_logging
 import echonet_ef.data as D
 from echonet_ef.core import load_config
+from echonet_ef.results import save_results
 from echonet_ef.data import get_dataloaders
 from echonet_ef.synthetic import make_dataset
 from echonet_ef.train import Trainer
@@ -157,6 +158,7 @@ def main():
             o = Path(a.out); o.mkdir(parents=True, exist_ok=True)
             (o/'pipeline.json').write_text(json.dumps(dict(phases=dict(rows), wall=S['wall'], steps=a.steps, workers=workers,
                                                            loadavg=os.getloadavg(), result=res), indent=1))
+        save_results('pipeline', res, [dict(phase=k, s=v, frac=v/S['wall']) for k, v in rows], steps=a.steps, workers=workers)
         print('RESULT ' + ' '.join(f"{k}={v:.3f}" if k.endswith('frac') else f"{k}={v:.2f}" for k, v in res.items()))
     finally:
         shutil.rmtree(tmp, ignore_errors=True)

@@ -24,9 +24,10 @@ from echonet_ef.core import load_config, config_dict
 from echonet_ef.demo import demo_config
 from echonet_ef.synthetic import make_dataset
 from echonet_ef.data import read_filelist
-from echonet_ef.dali_loader import make_dataloaders
-from echonet_ef.model import find_model, load_model
-from echonet_ef.train import Trainer, predict_loader
+from echonet_ef.model import load_model
+from echonet_ef.evaluate import evaluate_model
+from echonet_ef.train import Trainer
+from echonet_ef.results import save_results
 from echonet_ef.pretrain import PretrainTrainer
 
 PLAIN = dict(hidden_size=64, num_hidden_layers=2, num_attention_heads=4, intermediate_size=256, patch_size=16,
@@ -45,7 +46,7 @@ def common(a)->list:
             'train.wandb=disabled', 'train.keep_last=1']
 
 def pretrain(a, data:Path, row:str, out:Path)->tuple:
-    "Pretrain row `row`'s model on the TRAIN videos; (encoder folder, seconds, first and last val loss)"
+    "Pretrain row `row`'s model on the TRAIN videos; (the run folder, whose best checkpoint's encoder fine-tuning reads; seconds, first and last val loss)"
     vm = {**(PLAIN if row == 'c' else demo_config(str(data)).model.videomae), **DECODER}
     cfg = demo_config(str(data), [*row_overrides(row), *common(a), f'model.videomae={json.dumps(vm)}',
                                   f'train.max_steps={a.pt_steps}', f'train.val_every={max(1, a.pt_steps//3)}',
@@ -54,7 +55,7 @@ def pretrain(a, data:Path, row:str, out:Path)->tuple:
     t0 = time.time()
     with PretrainTrainer(cfg, out, overwrite=True, quiet=a.quiet) as t: v0 = t.validate()['loss']; st = t.fit()
     vl = [h['val_loss'] for h in st['history'] if h.get('val_loss') is not None and h['val_loss'] == h['val_loss']]
-    return out/'encoder', time.time() - t0, v0, vl[-1]
+    return out, time.time() - t0, v0, vl[-1]
 
 def finetune(a, data:Path, row:str, out:Path, encoder=None)->tuple:
     "Fine-tune row `row`'s model (from `encoder` if given); (TEST MAE, seconds, best val MAE)"
@@ -64,9 +65,7 @@ def finetune(a, data:Path, row:str, out:Path, encoder=None)->tuple:
     t0 = time.time()
     with Trainer(cfg, out, overwrite=True, quiet=a.quiet) as t: st = t.fit()
     secs = time.time() - t0
-    model = load_model(find_model(out))
-    dl = make_dataloaders(load_config(cfg, ['data.augment=false', 'data.num_workers=0']).data, splits=('TEST',))['TEST']
-    pr = predict_loader(model, dl)
+    pr = evaluate_model(load_model(out), data, 'TEST', clips=1, method='constant', scale=1.0)
     return float((pr.EF - pr.EF_pred).abs().mean()), secs, st['best_mae']
 
 def main():
@@ -103,6 +102,9 @@ def main():
         print(f"({r}) {names[r]:<48} {v['mae']:>8.2f} {v['mae']/mean_mae:>7.2f} {pt:>9} {v['ft_s']:>7.0f} s")
     print(f"{'mean predictor (TRAIN mean EF)':<52} {mean_mae:>8.2f} {1:>7.2f}")
     print(f"total {time.time()-t0:.0f} s")
+    save_results('pretrain', {**{f"mae_{r}": v['mae'] for r, v in rows.items()}, 'mean_mae': mean_mae},
+                 [dict(row=r, name=names[r], test_mae=v['mae'], vs_mean=v['mae']/mean_mae, finetune_s=v['ft_s'],
+                       pretrain_s=v['pt'][0] if v['pt'] else None) for r, v in rows.items()], args=vars(a))
     print('RESULT ' + ' '.join(f"mae_{r}={v['mae']:.2f}" for r, v in rows.items()) + f" mean_mae={mean_mae:.2f} "
           + ' '.join(f"pt_s_{r}={v['pt'][0]:.0f}" for r, v in rows.items() if v['pt']))
 

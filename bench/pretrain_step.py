@@ -12,6 +12,7 @@ import argparse, os, statistics, time
 os.environ.setdefault('HF_HUB_OFFLINE', '1')
 import numpy as np, torch
 from echonet_ef.core import load_config
+from echonet_ef.results import save_results
 from echonet_ef.pretrain import build_pretrain_model, tube_mask
 
 def make(a):
@@ -66,6 +67,8 @@ def main():
             else: hi = mid
         print(f"largest batch that fits: {lo}{'' if hi is not None else ' (or more: time budget spent)'}")
         res += f" pt_max_batch={lo}"
+    save_results('pretrain_step' + ('_gpu' if a.device == 'cuda' else ''),
+                 {k: float(v) for k, v in (kv.split('=') for kv in res.split())}, args=vars(a))
     print(f"RESULT {res}")
 
 if __name__ == '__main__': main()

@@ -14,6 +14,7 @@ from echonet_ef.core import load_config, set_seed, LossConfig
 from echonet_ef.model import build_model, ClipStats
 from echonet_ef.loss import get_loss
 from echonet_ef.demo import DEMO_YAML
+from echonet_ef.results import save_results
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split('\n')[0])
@@ -43,6 +44,8 @@ def main():
     med = {k: statistics.median(v) for k, v in ts.items()}
     print(f"training step, batch {a.batch}, {a.threads} thread(s): no stem {med['none']*1e3:.0f} ms, "
           f"clip_stats {med['clip_stats']*1e3:.0f} ms; the stem alone {med['stem_only']*1e3:.1f} ms")
-    print(f"RESULT stem_vs_none_step={med['clip_stats']/med['none']:.3f} stem_only_vs_step={med['stem_only']/med['none']:.3f}")
+    res = dict(stem_vs_none_step=med['clip_stats']/med['none'], stem_only_vs_step=med['stem_only']/med['none'])
+    save_results('stem', res, [dict(step=k, ms=v*1e3) for k, v in med.items()], args=vars(a))
+    print('RESULT ' + ' '.join(f"{k}={v:.3f}" for k, v in res.items()))
 
 if __name__ == '__main__': main()

@@ -23,6 +23,7 @@ from echonet_ef.core import ModelConfig, OptimConfig, LossConfig, load_config, s
 from echonet_ef.model import build_model
 from echonet_ef.loss import get_loss
 from echonet_ef.train import param_groups
+from echonet_ef.results import save_results
 
 ROOT = Path(__file__).resolve().parents[1]
 DTYPES = {'fp32': None, 'bf16': torch.bfloat16, 'fp16': torch.float16}
@@ -211,6 +212,8 @@ def main():
     for r in rows: show(r)
     kv = result(rows, models, precs, maxb, a.sdpa_vs_eager)
     if a.out: save(a.out, meta, rows, maxb, kv)
+    save_results('train_step' + ('_gpu' if a.device == 'cuda' else ''), {k: float(v) for k, v in kv.items()}, rows,
+                 max_batch=maxb, meta=meta)
     print('RESULT ' + ' '.join(f"{k}={v}" for k, v in kv.items()))
 
 

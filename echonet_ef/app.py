@@ -18,9 +18,10 @@ from fastcore.basics import store_attr, patch
 from fastcore.script import store_true
 from .core import *
 from .data import read_filelist
-from .model import resolve_checkpoint, read_calibration, model_card, card_lines, is_synthetic, SYNTHETIC_WARNING
-from .predict import (MAX_MB, MAX_FRAMES, TIMEOUT, BLACK_LEVEL, load_clinical_video, predict_frames,
-                                load_inference_model)
+from .video import MAX_MB, MAX_FRAMES, TIMEOUT, BLACK_LEVEL, load_clinical_video
+from .model import model_card, card_lines, is_synthetic, SYNTHETIC_WARNING
+from .uncertainty import resolve_checkpoint, read_calibration
+from .predict import predict_frames, load_inference_model
 
 # %% ../nbs/09_app.ipynb #2a603827
 def frame_png(frame:np.ndarray # (H, W, 3) RGB or (H, W) grey uint8 frame

@@ -97,8 +97,8 @@ if app.result is not None:                       # a frame mid-video that the mo
 def write_notebook(folder:Path, run:Path, data:Path, name:str)->Path:
     "`folder/app.ipynb` uploading video `name` as `export/IM_0001`, with the run and the dataset linked in as `demo_run/`"
     import nbformat
-    from echonet_ef.data import read_video
-    from echonet_ef.convert import make_dicom
+    from echonet_ef.video import read_video
+    from echonet_ef.test_utils import make_dicom
     (folder/'demo_run').mkdir()
     (folder/'demo_run'/'run').symlink_to(Path(run).resolve(), target_is_directory=True)
     (folder/'demo_run'/'data').symlink_to(Path(data).resolve(), target_is_directory=True)
