@@ -226,8 +226,7 @@ def convert_dicoms(inputs:list, # DICOM files or folders (searched recursively)
         if not p.exists(): raise DataError(f"{p}: input not found")
     lab = None if labels is None else read_labels(labels)
     out = check_writable(out)
-    with lock_folder(out):
-        own_folder(out, CONVERT)
+    with lock_folder(out, CONVERT):
         old, vids, skipped, rows, jobs, have = _read_converted(out), out/'Videos', [], {}, [], {}
         def skip(path, msg):
             msg = ' '.join(str(msg).split())

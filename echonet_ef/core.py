@@ -8,7 +8,7 @@ __all__ = ['MAX_VIDEOS', 'SEED_MAX', 'LOCK_NAME', 'LOCK_OWNER', 'OWNER_FILE', 'R
            'DataError', 'ConfigError', 'CheckpointError', 'first_line', 'user_message', 'debugging', 'cli_errors',
            'cli', 'check_range', 'check_seed', 'check_workers', 'user_umask', 'atomic_path', 'json_safe',
            'atomic_write', 'FolderExistsError', 'atomic_dir', 'save_json', 'check_writable', 'path_inside',
-           'FolderLockedError', 'lock_folder', 'owner_of', 'own_folder', 'remove_own', 'read_run_state',
+           'FolderLockedError', 'lock_folder', 'owner_of', 'check_owner', 'own_folder', 'remove_own', 'read_run_state',
            'step_checkpoints', 'latest_checkpoint', 'best_checkpoint', 'find_model', 'ef_from_volumes', 'disk_volume',
            'volume_from_tracing', 'ef_category', 'clinical_category', 'z_value', 'DataConfig', 'ModelConfig',
            'LossConfig', 'OptimConfig', 'TrainConfig', 'PretrainConfig', 'Config', 'from_dict', 'apply_overrides',
@@ -265,10 +265,13 @@ def _lock_owner(out:Path)->str:
 
 # %% ../nbs/00_core.ipynb #4de6b346
 @contextlib.contextmanager
-def lock_folder(out # the output folder (created if missing)
+def lock_folder(out, # the output folder (created if missing)
+                command:Optional[str]=None # the command that owns `out` (`own_folder`); checked before anything is written
                ):
     "Hold the exclusive lock of `out` for the block; `FolderLockedError` names the holder if it is taken"
-    out = Path(out); out.mkdir(parents=True, exist_ok=True)
+    out = Path(out)
+    if command is not None: check_owner(out, command)   # a folder that is not the command's gets no lock file either
+    out.mkdir(parents=True, exist_ok=True)
     lock = filelock.FileLock(out/LOCK_NAME, timeout=0, preserve_lock_file=True)
     try: lock.acquire()
     except filelock.Timeout:
@@ -276,6 +279,7 @@ def lock_folder(out # the output folder (created if missing)
                                 "wait for it to finish or choose another output folder") from None
     try:
         save_json(_holder(), out/LOCK_OWNER)
+        if command is not None: own_folder(out, command)
         yield out
     finally: lock.release()
 
@@ -290,20 +294,30 @@ def owner_of(out # a folder
     return d['command'] if isinstance(d, dict) and isinstance(d.get('command'), str) else None
 
 # %% ../nbs/00_core.ipynb #ff3c9ea9
+def check_owner(out, # the output folder (it may not exist yet)
+                command:str # the command that would claim it, e.g. 'echonet_ef_train'
+               )->Path:
+    "`out` if `command` may write there (missing, empty or already `command`'s), else `EchoNetError`; writes nothing"
+    out = Path(out)
+    owner = owner_of(out)
+    if owner == command or not out.exists(): return out
+    if owner is not None:
+        raise EchoNetError(f"{out}: written by {owner}, not {command}; choose a new or empty folder")
+    if not out.is_dir(): raise EchoNetError(f"{out}: not a folder")
+    if any(p.name not in (LOCK_NAME, LOCK_OWNER) for p in out.iterdir()):
+        raise EchoNetError(f"{out}: not empty and not written by {command} (no {OWNER_FILE}); "
+                           "choose a new or empty folder")
+    return out
+
 def own_folder(out, # the output folder (created if missing)
                command:str # the command claiming it, e.g. 'echonet_ef_train'
               )->Path:
     "`out`, owned by `command`: new or empty (then marked with `OWNER_FILE`) or already `command`'s, else `EchoNetError`"
-    out = Path(out); out.mkdir(parents=True, exist_ok=True)
-    owner = owner_of(out)
-    if owner == command: return out
-    if owner is not None:
-        raise EchoNetError(f"{out}: written by {owner}, not {command}; choose a new or empty folder")
-    if any(p.name not in (LOCK_NAME, LOCK_OWNER) for p in out.iterdir()):
-        raise EchoNetError(f"{out}: not empty and not written by {command} (no {OWNER_FILE}); "
-                           "choose a new or empty folder")
-    save_json(dict(command=command, version=__version__,
-                   created=datetime.datetime.now().isoformat(timespec='seconds')), out/OWNER_FILE)
+    out = check_owner(out, command)
+    out.mkdir(parents=True, exist_ok=True)
+    if owner_of(out) != command:
+        save_json(dict(command=command, version=__version__,
+                       created=datetime.datetime.now().isoformat(timespec='seconds')), out/OWNER_FILE)
     return out
 
 # %% ../nbs/00_core.ipynb #3d89377e

@@ -123,7 +123,7 @@ def run_demo(out='demo_run', # output folder
     cfg = demo_config(str(out/'data'), ov)
     try: out.mkdir(parents=True, exist_ok=True)
     except OSError as e: raise DataError(f"{out}: cannot write the demo's output here ({e.strerror or e})") from None
-    with lock_folder(out): return _run(out, cfg, n_videos, seed, overwrite, quiet, t0)
+    with lock_folder(out, DEMO): return _run(out, cfg, n_videos, seed, overwrite, quiet, t0)
 
 # %% ../nbs/10_demo.ipynb #ccc0b7b7
 def _run(out:Path, cfg:Config, n_videos:int, seed:int, overwrite:bool, quiet:bool, t0:float)->dict:

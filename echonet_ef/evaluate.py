@@ -448,8 +448,8 @@ def evaluate_checkpoint(checkpoint, # model, training checkpoint, run, evaluatio
     kw = dict(clips=clips, n_samples=n_samples, batch_size=batch_size, num_workers=num_workers, seed=seed,
               strict=strict, progress=progress, method=method)
     if out is None: return _evaluate(mdirs, data, split, calibrate, cal, device, n_boot, level, **kw)[:2]
-    with lock_folder(check_writable(Path(out))):
-        own_folder(out, 'echonet_ef_evaluate')
+    with lock_folder(out, 'echonet_ef_evaluate'):
+        check_writable(out)
         df, m, rec = _evaluate(mdirs, data, split, calibrate, cal, device, n_boot, level, **kw)
         keep = cal is not None and m['calibrated'] and _inside(cal[1], Path(out)/CALIBRATION_FILE)
         write_report(out, report_files(df, m, rec), (CALIBRATION_FILE,) if keep else ())   # the applied one stays

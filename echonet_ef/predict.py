@@ -5,9 +5,9 @@
 # %% auto #0
 __all__ = ['DEFAULT_REF_STATS', 'MIN_MOTION', 'MAX_COLOUR', 'NO_CALIBRATION', 'PREDICT_CLIPS', 'MAX_BATCH', 'CALIBRATE_FIX',
            'VIDEO_SUFFIXES', 'CSV_COLUMNS', 'video_stats', 'reference_stats', 'store_reference_stats', 'ood_reasons',
-           'frame_attention', 'check_predictor', 'load_inference_model', 'check_predict_args', 'calibration_notes',
-           'provenance', 'predict_frames', 'predict_video', 'format_result', 'format_json', 'predict_inputs', 'csv_row',
-           'write_predictions', 'predict_each', 'echonet_ef_predict']
+           'frame_attention', 'check_predictor', 'load_inference_model', 'Ensemble', 'predict_method', 'predictor_card',
+           'check_predict_args', 'calibration_notes', 'provenance', 'predict_frames', 'predict_video', 'format_result',
+           'format_json', 'predict_inputs', 'csv_row', 'write_predictions', 'predict_each', 'echonet_ef_predict']
 
 # %% ../nbs/08_predict.ipynb #0687ba9d
 import sys, json, math, warnings, traceback
@@ -123,16 +123,25 @@ def check_predictor(model:EchoNetRegressor, # the model to check
 # %% ../nbs/08_predict.ipynb #ac1da85b
 NO_CALIBRATION = "no calibration.json for this model"
 
-def load_inference_model(checkpoint, # a model, checkpoint, run, evaluation or demo folder (`resolve_checkpoint`)
-                         device='cpu', # where to run
-                         calibration=None # calibration.json or its evaluation folder; None: the one `checkpoint` has
-                        )->EchoNetRegressor:
-    "The model designated by `checkpoint`, checked, with its calibration applied if it was fitted for these weights"
-    folder, found = resolve_checkpoint(checkpoint)
+def _load_checked(folder, device)->EchoNetRegressor:
+    "The model in `folder`, loaded and checked by `check_predictor`; a one-line `CheckpointError` otherwise"
     try: model = load_model(folder, device=device)
     except (EchoNetError, OSError): raise
     except Exception as e: raise CheckpointError(f"{folder}: the model cannot be loaded ({first_line(e)})") from None
     check_predictor(model, folder)
+    return model
+
+def load_inference_model(checkpoint, # a model, checkpoint, run, evaluation or demo folder; a list: an `Ensemble`
+                         device='cpu', # where to run
+                         calibration=None # calibration.json or its evaluation folder; None: the one `checkpoint` has
+                        )->EchoNetRegressor: # or an `Ensemble`, for several checkpoints
+    "The model designated by `checkpoint`, checked, with its calibration applied if it was fitted for these weights"
+    cks = list(checkpoint) if isinstance(checkpoint, (list, tuple)) else [checkpoint]
+    if not cks: raise ConfigError("no checkpoint given (--checkpoint MODEL_FOLDER)")
+    res = [resolve_checkpoint(c) for c in cks]
+    models = [_load_checked(folder, device) for folder, _ in res]
+    model = models[0] if len(models) == 1 else Ensemble(models, [folder for folder, _ in res])
+    found = next((f for _, f in res if f is not None), None)
     src = found if calibration is None else calibration
     model.calibration_file, model.calibration_note = None, NO_CALIBRATION
     if src is not None:
@@ -141,6 +150,45 @@ def load_inference_model(checkpoint, # a model, checkpoint, run, evaluation or d
     if model.calibration_file is not None and (ev := evaluation_summary(Path(model.calibration_file).parent, model)):
         model.extra['card'] = {**model_card(model), 'evaluated': ev}     # shown with the card, never saved
     return model
+
+# %% ../nbs/08_predict.ipynb #3165c52b
+def _pipeline(model:EchoNetRegressor)->dict:
+    "How `model` reads a video: image size, clip length, period, reference FPS, normalisation"
+    s = model_data_config(model)
+    return dict(size=s.size, clip_len=s.clip_len, period=s.period, ref_fps=s.ref_fps, mean=s.mean, std=s.std)
+
+class Ensemble:
+    "Checkpoints that predict together: the EF is the mean of the members' EFs, the spread their standard deviation"
+    def __init__(self, members:list, # models from `load_model` that read videos the same way
+                 folders=None # their folders, to name them in messages
+                ):
+        folders = [str(f) for f in folders] if folders else [f"member {i+1}" for i in range(len(members))]
+        want = _pipeline(members[0])
+        for m, f in zip(members[1:], folders[1:]):
+            if diff := [f"{k} {v}, not {want[k]}" for k, v in _pipeline(m).items() if v != want[k]]:
+                raise ConfigError(f"{f}: reads videos differently from {folders[0]} ({'; '.join(diff)}): the "
+                                  "members of an ensemble must share image size, clip length, period, normalisation")
+        self.members, self.folders = list(members), folders
+        self.weights_id = '+'.join(str(m.weights_id) for m in members)
+        self.extra = dict(members[0].extra)        # the first member's card and reference ranges; the calibration
+
+    def __repr__(self): return f"Ensemble of {len(self.members)} checkpoints ({self.weights_id})"
+
+# %% ../nbs/08_predict.ipynb #5417b879
+def predict_method(model, # an `EchoNetRegressor` or an `Ensemble`
+                   method:Optional[str]=None, # uncertainty method (`METHODS`); None: the model's default
+                   clips=None # the clips per video, if known
+                  )->str:
+    "`method` checked for `model` (`check_method`); an ensemble's method is always ensemble"
+    if not isinstance(model, Ensemble): return check_method(model, method, clips)
+    if method in (None, 'ensemble'): return 'ensemble'
+    raise ConfigError(f"several checkpoints make an ensemble, whose method is ensemble, not {method}")
+
+def predictor_card(model # an `EchoNetRegressor` or an `Ensemble`
+                  )->list: # lines for a person
+    "The model card's lines (`card_lines`), with the number of checkpoints of an ensemble"
+    n = len(model.members) if isinstance(model, Ensemble) else 1
+    return card_lines(model_card(model)) + ([f"ensemble of {n} checkpoints"] if n > 1 else [])
 
 # %% ../nbs/08_predict.ipynb #8194265e
 PREDICT_CLIPS = 4     # the predictor's default clips per video: a few evenly spaced (evaluation reads them all)
@@ -203,15 +251,16 @@ def provenance(model:EchoNetRegressor, # the model, calibrated or not
 
 # %% ../nbs/08_predict.ipynb #176ae060
 def predict_frames(frames:np.ndarray, fps:float, info:dict, # from `load_clinical_video`
-                   model:EchoNetRegressor, clips:Union[int,str]=PREDICT_CLIPS, n_samples:int=30, level:float=0.9,
+                   model, # an `EchoNetRegressor` or an `Ensemble`
+                   clips:Union[int,str]=PREDICT_CLIPS, n_samples:int=30, level:float=0.9,
                    scale:Optional[float]=None, bs:int=16, seed:Optional[int]=0,
                    path=None, # the file the frames came from, for the result and messages
                    method:Optional[str]=None # uncertainty method (`METHODS`); None: the model's default
                   )->dict:
     "EF, interval, category, provenance, out-of-distribution flags and attention of frames from `load_clinical_video`"
     clips = check_predict_args(clips, n_samples, level, scale, bs, seed)
-    method = check_method(model, method, clips)
-    s = model_data_config(model)
+    method, ms = predict_method(model, method, clips), getattr(model, 'members', [model])
+    s = model_data_config(ms[0])
     period, notes = video_period(fps, s.period, s.ref_fps), list(info['notes'])
     prov = provenance(model, clips, n_samples, level, scale, method)
     n_starts = max(0, len(frames) - clip_span(s.clip_len, period)) + 1
@@ -223,28 +272,31 @@ def predict_frames(frames:np.ndarray, fps:float, info:dict, # from `load_clinica
         notes.append("one clip: no clip spread, so the interval has only the floor's width")
     n_s = n_samples if method == 'mc_dropout' else 0
     name = Path(str(path)).stem if path else ''
-    o = video_outputs(model.eval(), frames, starts, s.clip_len, period, n_s, bs, seed, name)
-    raw, std = video_estimate(o.samples, o.pred, method, o.log_var)
+    outs = [video_outputs(m.eval(), frames, starts, s.clip_len, period, n_s, bs, seed, name) for m in ms]
+    o = outs[0]
+    raw, std = video_estimate(o.samples, o.pred if len(ms) == 1 else torch.stack([x.pred for x in outs]), method,
+                              o.log_var)
     if not (math.isfinite(raw) and math.isfinite(std)):
         raise DataError(f"{path}: the model gives a non-finite EF for this video")
     rec = model_calibration(model)
     sc = float(scale) if scale is not None else (calibration_scale(rec, level, raw) if rec else None) or 1.0
     lo, hi = interval(raw, std, level, sc)
     ef = min(max(raw, 0.0), 100.0)
-    fi, fw = frame_attention(starts, o.tubelet_weights, s.clip_len, period, model.backbone.config.tubelet_size,
-                             len(frames))
+    att = [frame_attention(starts, x.tubelet_weights, s.clip_len, period, m.backbone.config.tubelet_size, len(frames))
+           for m, x in zip(ms, outs)]
+    fi, fw = att[0][0], np.mean([w for _, w in att], 0)         # the members' attention, averaged
     stats = video_stats(frames, period)
     reasons = ood_reasons(stats, info, len(frames), clip_span(s.clip_len, period), model.extra.get('ref_stats'))
     if ef != raw: reasons.append(f"the model's EF {raw:.1f}% is outside 0–100%; clamped to {ef:g}%")
     return dict(path=str(path), ef=ef, ef_low=lo, ef_high=hi, ef_std=std, level=level, method=method, scale=sc,
                 **prov, category=clinical_category(ef), ef_range=ef_category(ef), n_samples=n_s, n_clips=len(starts),
-                period=period, fps=info['fps'], n_frames=len(frames), ood=bool(reasons), ood_reasons=reasons,
-                notes=notes, preprocessing=info['preprocessing'], sector=info['sector'], stats=stats,
-                attention_frames=fi.tolist(), attention_weights=fw.tolist())
+                n_members=len(ms), period=period, fps=info['fps'], n_frames=len(frames), ood=bool(reasons),
+                ood_reasons=reasons, notes=notes, preprocessing=info['preprocessing'], sector=info['sector'],
+                stats=stats, attention_frames=fi.tolist(), attention_weights=fw.tolist())
 
 # %% ../nbs/08_predict.ipynb #e8e17b9f
 def predict_video(path, # video or DICOM file
-                  model, # an `EchoNetRegressor`, or a checkpoint path (`load_inference_model`)
+                  model, # an `EchoNetRegressor` or `Ensemble`, or checkpoint path(s) (`load_inference_model`)
                   clips:Union[int,str]=PREDICT_CLIPS, # N (evenly spaced; at most every start), 1 (centred) or 'all'
                   n_samples:int=30, # MC-dropout samples per clip (method mc_dropout)
                   level:float=0.9, # coverage of the interval, between 0 and 1
@@ -257,8 +309,9 @@ def predict_video(path, # video or DICOM file
                  )->dict:
     "EF, interval, category, provenance, out-of-distribution flags and attention of one video"
     check_predict_args(clips, n_samples, level, scale, bs, seed, **limits)
-    if not isinstance(model, EchoNetRegressor): model = load_inference_model(model, calibration=calibration)
-    method = check_method(model, method, parse_clips(clips))
+    if not isinstance(model, (EchoNetRegressor, Ensemble)):
+        model = load_inference_model(model, calibration=calibration)
+    method = predict_method(model, method, parse_clips(clips))
     frames, fps, info = load_clinical_video(path, **limits)
     return predict_frames(frames, fps, info, model, clips, n_samples, level, scale, bs, seed, path=path, method=method)
 
@@ -266,17 +319,18 @@ def predict_video(path, # video or DICOM file
 def format_result(r:dict # from `predict_video`
                  )->str:
     "The readable lines of the prediction `r`: EF, interval, category and flags, then one line per warning"
-    n, cat = r['n_clips'], r['category']
+    n, cat, k = r['n_clips'], r['category'], r.get('n_members', 1)
+    how = r['method'] + (f" of {k} checkpoints" if k > 1 else '')
     s = (f"{r['path']}: EF {r['ef']:.1f}% ({r['level']:.0%} interval {r['ef_low']:.1f}–{r['ef_high']:.1f}, "
-         f"{r['method']}), {cat} ({CLINICAL_CATEGORIES[cat][2]}), {n} clip{'s' if n > 1 else ''}")
+         f"{how}), {cat} ({CLINICAL_CATEGORIES[cat][2]}), {n} clip{'s' if n > 1 else ''}")
     if r['ood']: s += f"  [OUT OF DISTRIBUTION: {'; '.join(r['ood_reasons'])}]"
     if r['notes']: s += f"  (note: {'; '.join(r['notes'])})"
     return '\n'.join([s] + [f"warning: {w}" for w in r['warnings']])
 
 # %% ../nbs/08_predict.ipynb #83162c01
 _BRIEF = ('path', 'ef', 'ef_low', 'ef_high', 'ef_std', 'level', 'method', 'scale', 'calibrated', 'calibration',
-          'category', 'ef_range', 'synthetic_model', 'warnings', 'n_clips', 'n_samples', 'period', 'fps', 'n_frames',
-          'ood', 'ood_reasons', 'notes', 'sector')
+          'category', 'ef_range', 'synthetic_model', 'warnings', 'n_clips', 'n_members', 'n_samples', 'period', 'fps',
+          'n_frames', 'ood', 'ood_reasons', 'notes', 'sector')
 
 def format_json(r:dict, # from `predict_video`
                 attention:bool=False # add the per-frame attention weights
@@ -307,7 +361,8 @@ def predict_inputs(paths # files or folders (searched recursively)
 
 # %% ../nbs/08_predict.ipynb #4c102df8
 CSV_COLUMNS = ('path', 'error', 'ef', 'ef_low', 'ef_high', 'ef_std', 'level', 'method', 'calibrated', 'calibration',
-               'category', 'ef_range', 'synthetic_model', 'warnings', 'ood', 'ood_reasons', 'notes', 'n_clips')
+               'category', 'ef_range', 'synthetic_model', 'warnings', 'ood', 'ood_reasons', 'notes', 'n_clips',
+               'n_members')
 
 def csv_row(r:dict # a result of `predict_video`, or {'path', 'error'} for a file that failed
            )->dict:
@@ -351,12 +406,13 @@ def _check_out(out)->Path:
 # %% ../nbs/08_predict.ipynb #b9906bef
 @cli
 def echonet_ef_predict(paths:Param("video or DICOM files, or folders of them", str, nargs='+'), # searched recursively
-                       checkpoint:str=None, # model, checkpoint, run, evaluation or demo folder
+                       checkpoint:Param("model, checkpoint, run, evaluation or demo folder; several: an ensemble", str,
+                                        nargs='+')=None,
                        calibration:str=None, # calibration.json or its evaluation folder (default: the checkpoint's)
                        json:store_true=False, # print one JSON object per input
                        out:str=None, # also write every result, and every failure, to this CSV file
                        clips:str=str(PREDICT_CLIPS), # clips per video: a number (at most one per start) or 'all'
-                       method:str=None, # interval method: mc_dropout, clip_spread, variance or constant
+                       method:str=None, # interval method: mc_dropout, clip_spread, variance or constant; ensemble
                        samples:int=30, # MC-dropout samples per clip (1 to 1000; method mc_dropout)
                        level:float=0.9, # interval coverage, between 0 and 1
                        seed:int=0, # seed of the MC-dropout samples: the same seed gives the same output
@@ -375,9 +431,10 @@ def echonet_ef_predict(paths:Param("video or DICOM files, or folders of them", s
         raise ConfigError(f"method must be one of {', '.join(METHODS)}, got {method!r}")
     out, files = None if out is None else _check_out(out), predict_inputs(paths)
     model = load_inference_model(checkpoint, get_device(device), calibration)
-    kw = dict(clips=clips, n_samples=samples, level=level, bs=bs, seed=seed, method=check_method(model, method, clips))
+    kw = dict(clips=clips, n_samples=samples, level=level, bs=bs, seed=seed,
+              method=predict_method(model, method, clips))
     info = sys.stderr if json else sys.stdout
-    for l in card_lines(model_card(model)) + [f"calibration: {model.calibration_note}"]:
+    for l in predictor_card(model) + [f"calibration: {model.calibration_note}"]:
         print(f"model: {l}", file=info, flush=True)
     rows = []
     for p, r, err, tb in predict_each(files, model, **kw, **limits):

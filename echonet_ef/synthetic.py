@@ -398,8 +398,7 @@ def make_dataset(out,                  # folder to create: Videos/, FileList.csv
     if world not in WORLDS: raise ConfigError(f"world must be one of {', '.join(WORLDS)}, got {world!r}")
     plan = video_plan(n_videos, seed, ef_sampler, frames, **ef_kwargs)
     out = check_writable(out)
-    with lock_folder(out):
-        own_folder(out, SYNTH)
+    with lock_folder(out, SYNTH):
         return _write_dataset(out, plan, seed, codec, overwrite, workers, world)
 
 # %% ../nbs/01_synthetic.ipynb #3f407c85

@@ -214,8 +214,7 @@ def _setup_dist(self:Trainer):
 def _take_lock(self:Trainer):
     "Lock `out` for this Trainer (process 0) and claim it for the Trainer's command"
     try:
-        self._lock.enter_context(lock_folder(self.out))
-        own_folder(self.out, self.command)
+        self._lock.enter_context(lock_folder(self.out, self.command))
     except OSError as e: raise EchoNetError(f"{self.out}: output folder is not writable ({e.strerror or e})") from None
 
 # %% ../nbs/06_train.ipynb #b9955a9f
