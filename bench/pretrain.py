@@ -1,111 +1,165 @@
-"""Benchmark: does masked-video pretraining (`echonet_ef_pretrain`) help EF fine-tuning on the synthetic data?
+"""Benchmark: does masked-video pretraining on unlabelled echo videos help when labels are scarce?
 
-Run: `python bench/pretrain.py [--n-videos 160] [--ft-steps 150] [--pt-steps 150] [--out DIR]`
-(about 10 minutes of wall time on 2 CPU cores shared with other jobs; 15 under a heavier load).
-One synthetic dataset (`make_dataset`, seed 0, 64–100 frames per video; pretraining reads its TRAIN videos only,
-without labels), four rows, the same fine-tuning recipe and number of steps for every row (the demo's: AdamW 1e-3,
-batch 8, 112 px, 16 frames):
-  (a) the demo's model (configs/demo.yaml: hidden 128, 4 layers, tubelet 16, `clip_stats` stem) from scratch;
-  (b) a standard tiny VideoMAE (hidden 64, 2 layers, tubelet 2, plain frames, no stem) from scratch (its 392
-      tokens per clip cost what the demo model's 49 tokens at hidden 128 and 4 layers cost, within ~2x);
-  (c) (b) after `--pt-steps` steps of pretraining (mask ratio 0.9, sector-aware, normalised-pixel targets);
-  (d) (a) after the same pretraining.
-Each row's best-val-MAE checkpoint is scored on the TEST split (centre clip). The table gives TEST MAE, the MAE of
-always predicting the TRAIN mean EF, their ratio (below 1: the model learnt something), and the wall time of
-pretraining and fine-tuning. The last line is `RESULT mae_a=... mae_b=... mae_c=... mae_d=... mean_mae=...
-pt_s_c=... pt_s_d=...`.
+Run: `python bench/pretrain.py [--labelled 150] [--unlabelled 500] [--test 250] [--seeds 2] [--curve 50,150,400]`
+(about 45 minutes on one CPU core). The setting echo pretraining exists for: a synthetic EchoNet-format dataset of
+the realistic world (`make_dataset(world='realistic')`, seed 2) whose TRAIN split has `--labelled` videos with an EF
+and `--unlabelled` without one (FileList rows with an empty EF, as `echonet_ef_convert` writes for videos without a
+label), a VAL split of `--val` (100) and a TEST split of `--test` labelled videos. The model is the demo's (configs/demo.yaml).
+  pretraining: `echonet_ef_pretrain` on every TRAIN video, labelled or not (mask ratio 0.75: with tubelet 16 each
+      token is one patch over the whole clip, image-MAE territory), until its masked-patch loss has clearly fallen
+      below 1.0, the loss of predicting each patch's mean (targets are normalised per patch);
+  scratch arm: fine-tuning from random weights at the demo's rates (1e-3);
+  pretrained arm: fine-tuning from the pretrained encoder with layer decay 0.75 and a lower backbone rate (3e-4);
+  probes: the same two encoders frozen, only the head trained (how much EF the features alone carry).
+Both arms, and both probes, run with `--seeds` fine-tuning seeds; every run has the same steps and TEST videos.
+The difference is paired: per TEST video |error| pretrained - |error| scratch, with a bootstrap 95 % CI (per seed and
+for the seeds' mean prediction). The label-efficiency curve repeats both arms (seed 0) at each `--curve` count.
+Writes `bench/results/pretrain.json` and the curve `nbs/images/pretrain_label_efficiency.png`.
 """
-import argparse, os, sys, time, json, warnings
+import argparse, json, os, time, warnings
 os.environ.setdefault('HF_HUB_OFFLINE', '1'); os.environ.setdefault('WANDB_MODE', 'disabled')
 os.environ.setdefault('TRANSFORMERS_VERBOSITY', 'error')
 from pathlib import Path
-import numpy as np, torch, transformers
-from echonet_ef.core import load_config, config_dict
+import numpy as np, pandas as pd, torch, transformers
+import matplotlib; matplotlib.use('Agg')
+import matplotlib.pyplot as plt
+from echonet_ef.core import find_model
+from echonet_ef.data import cpu_cores
 from echonet_ef.demo import demo_config
 from echonet_ef.synthetic import make_dataset
-from echonet_ef.data import read_filelist
+from echonet_ef.test_utils import cached
 from echonet_ef.model import load_model
-from echonet_ef.evaluate import evaluate_model
+from echonet_ef.evaluate import evaluate_model, save_fig
 from echonet_ef.train import Trainer
-from echonet_ef.results import save_results
 from echonet_ef.pretrain import PretrainTrainer
+from echonet_ef.results import save_results, RESULTS_DIR
 
-PLAIN = dict(hidden_size=64, num_hidden_layers=2, num_attention_heads=4, intermediate_size=256, patch_size=16,
-             tubelet_size=2)
 DECODER = dict(decoder_hidden_size=64, decoder_num_hidden_layers=1, decoder_num_attention_heads=4,
                decoder_intermediate_size=256)
+COMMON = ['train.max_minutes=null', 'train.patience=1000', 'data.num_workers=0', 'train.threads=1',
+          'train.wandb=disabled', 'train.keep_last=1']
 
-def row_overrides(row:str)->list:
-    "The overrides of the demo config that make row `row`'s model"
-    if row in ('a', 'd'): return []
-    return [f'model.videomae={json.dumps(PLAIN)}', 'model.stem=none']
+def log(msg): print(f"[{time.strftime('%H:%M:%S')}] {msg}", flush=True)
 
-def common(a)->list:
-    "Overrides shared by every run: steps, validation, workers and threads"
-    return ['train.max_minutes=null', 'train.patience=100', 'data.num_workers=1', 'train.threads=1',
-            'train.wandb=disabled', 'train.keep_last=1']
+def paired(a, b, n:int=2000, seed:int=0)->dict:
+    "Mean of the paired differences `a - b` with a bootstrap 95 % CI over videos"
+    d, rng = np.asarray(a, float) - np.asarray(b, float), np.random.default_rng(seed)
+    m = np.array([d[rng.integers(0, len(d), len(d))].mean() for _ in range(n)])
+    return dict(diff=float(d.mean()), lo=float(np.quantile(m, 0.025)), hi=float(np.quantile(m, 0.975)), n=len(d))
 
-def pretrain(a, data:Path, row:str, out:Path)->tuple:
-    "Pretrain row `row`'s model on the TRAIN videos; (the run folder, whose best checkpoint's encoder fine-tuning reads; seconds, first and last val loss)"
-    vm = {**(PLAIN if row == 'c' else demo_config(str(data)).model.videomae), **DECODER}
-    cfg = demo_config(str(data), [*row_overrides(row), *common(a), f'model.videomae={json.dumps(vm)}',
-                                  f'train.max_steps={a.pt_steps}', f'train.val_every={max(1, a.pt_steps//3)}',
-                                  'pretrain.mask_ratio=0.9', 'pretrain.sector_mask=true', 'optim.lr_head=1e-3',
-                                  'optim.warmup_frac=0.1'])
-    t0 = time.time()
-    with PretrainTrainer(cfg, out, overwrite=True, quiet=a.quiet) as t: v0 = t.validate()['loss']; st = t.fit()
+def dataset(a)->Path:
+    "The cached dataset: Videos/, the full labels in FileList_all.csv, and one folder per labelled count"
+    n = a.labelled + a.unlabelled + a.val + a.test
+    def build(d):
+        fl = make_dataset(d, n_videos=n, seed=2, world='realistic', workers=cpu_cores())
+        fl['Split'] = np.random.default_rng(0).permutation(['TRAIN']*(a.labelled + a.unlabelled) + ['VAL']*a.val
+                                                           + ['TEST']*a.test)
+        fl.to_csv(Path(d)/'FileList_all.csv', index=False)
+    return cached(f'bench-pretrain-{a.labelled}-{a.unlabelled}-{a.val}-{a.test}', build, key='v1')
+
+def labelled_view(data:Path, out:Path, k:int)->Path:
+    "A dataset folder whose FileList labels only the first `k` TRAIN videos (the rest keep an empty EF)"
+    fl = pd.read_csv(data/'FileList_all.csv')
+    tr = fl.index[fl.Split == 'TRAIN']
+    fl.loc[tr[k:], 'EF'] = np.nan
+    out.mkdir(parents=True, exist_ok=True)
+    if not (out/'Videos').exists(): (out/'Videos').symlink_to(data/'Videos')
+    fl.to_csv(out/'FileList.csv', index=False)
+    return out
+
+def pretrain(a, root:Path, out:Path)->dict:
+    "Pretrain the demo's encoder on every TRAIN video of `root`; the run folder and its validation losses"
+    vm = {**demo_config(str(root)).model.videomae, **DECODER}
+    cfg = demo_config(str(root), [*COMMON, f'model.videomae={json.dumps(vm)}', f'train.max_steps={a.pt_steps}',
+                                  f'train.val_every={max(1, a.pt_steps//5)}', 'pretrain.mask_ratio=0.75',
+                                  'pretrain.sector_mask=true', 'data.batch_size=16', 'optim.lr_backbone=1e-3',
+                                  'optim.lr_head=1e-3', 'optim.warmup_frac=0.05', 'train.seed=0'])
+    with PretrainTrainer(cfg, out, overwrite=True, quiet=True) as t:
+        v0 = t.validate()['loss']; st = t.fit()
     vl = [h['val_loss'] for h in st['history'] if h.get('val_loss') is not None and h['val_loss'] == h['val_loss']]
-    return out, time.time() - t0, v0, vl[-1]
+    return dict(run=out, loss_start=float(v0), losses=[float(v) for v in vl], loss_end=float(vl[-1]))
 
-def finetune(a, data:Path, row:str, out:Path, encoder=None)->tuple:
-    "Fine-tune row `row`'s model (from `encoder` if given); (TEST MAE, seconds, best val MAE)"
-    ov = [*row_overrides(row), *common(a), f'train.max_steps={a.ft_steps}', f'train.val_every={max(1, a.ft_steps//4)}']
-    if encoder is not None: ov += [f'model.backbone={encoder}', 'model.pretrained=true']
-    cfg = demo_config(str(data), ov)
-    t0 = time.time()
-    with Trainer(cfg, out, overwrite=True, quiet=a.quiet) as t: st = t.fit()
-    secs = time.time() - t0
-    pr = evaluate_model(load_model(out), data, 'TEST', clips=1, method='constant', scale=1.0)
-    return float((pr.EF - pr.EF_pred).abs().mean()), secs, st['best_mae']
+def finetune(a, root:Path, out:Path, seed:int, encoder=None, probe:bool=False)->pd.DataFrame:
+    "Fine-tune (or probe) the demo's model on `root`'s labelled TRAIN videos; its TEST predictions"
+    ov = [*COMMON, f'train.max_steps={a.ft_steps}', f'train.val_every={max(1, a.ft_steps//4)}', f'train.seed={seed}']
+    if encoder is not None:
+        ov += [f'model.backbone={encoder}', 'model.pretrained=true', 'optim.lr_backbone=3e-4', 'optim.layer_decay=0.75']
+    if probe: ov += [f'model.freeze_backbone_steps={a.ft_steps + 1}']
+    with Trainer(demo_config(str(root), ov), out, overwrite=True, quiet=True) as t: t.fit()
+    pr = evaluate_model(load_model(find_model(out)), root, 'TEST', clips=4, method='constant', scale=1.0)
+    return pr[~pr.skipped].set_index('FileName')
+
+def plot_curve(curve:pd.DataFrame, mean_mae:float):
+    "TEST MAE against the labelled videos, from scratch and after pretraining"
+    fig, ax = plt.subplots(figsize=(5.5, 4))
+    for arm, c in (('scratch', 'C0'), ('pretrained', 'C1')):
+        d = curve[curve.arm == arm].groupby('labelled').mae.agg(['mean', 'min', 'max']).reset_index()
+        ax.errorbar(d.labelled, d['mean'], yerr=[d['mean'] - d['min'], d['max'] - d['mean']], fmt='o-', color=c,
+                    capsize=3, label=arm)
+    ax.axhline(mean_mae, color='0.6', ls=':', label='mean predictor')
+    ax.set(xlabel='labelled TRAIN videos', ylabel='TEST MAE (EF points)', xscale='log',
+           title='label efficiency (synthetic, realistic world)')
+    ax.set_xticks(sorted(curve.labelled.unique())); ax.set_xticklabels(sorted(curve.labelled.unique()))
+    ax.legend(fontsize=8); fig.tight_layout()
+    return fig
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split('\n')[0])
-    ap.add_argument('--n-videos', type=int, default=160); ap.add_argument('--ft-steps', type=int, default=150)
-    ap.add_argument('--pt-steps', type=int, default=150)
-    ap.add_argument('--out', default='/tmp/echonet_ef_bench_pretrain'); ap.add_argument('--quiet', action='store_true')
+    ap.add_argument('--labelled', type=int, default=150); ap.add_argument('--unlabelled', type=int, default=500)
+    ap.add_argument('--test', type=int, default=250); ap.add_argument('--val', type=int, default=100)
+    ap.add_argument('--seeds', type=int, default=2)
+    ap.add_argument('--pt-steps', type=int, default=1200); ap.add_argument('--ft-steps', type=int, default=600)
+    ap.add_argument('--curve', default='50,150,400')
+    ap.add_argument('--runs', default='/tmp/echonet_ef_bench_pretrain')
     a = ap.parse_args()
-    transformers.utils.logging.disable_progress_bar()   # no 'Loading weights' bar in the table's output
-    out = Path(a.out); data = out/'data'
-    t0 = time.time()
-    if not (data/'FileList.csv').exists(): make_dataset(data, n_videos=a.n_videos, seed=0, frames=(64, 100))
-    df = read_filelist(data)
-    mean_mae = float((df[df.Split == 'TEST'].EF - df[df.Split == 'TRAIN'].EF.mean()).abs().mean())
-    print(f"dataset: {len(df)} videos ({(df.Split == 'TRAIN').sum()} TRAIN) in {time.time()-t0:.0f} s; "
-          f"TEST MAE of the TRAIN mean: {mean_mae:.2f}", flush=True)
-    rows = {}
-    for row in 'abcd':
-        enc, pt = None, None
-        if row in 'cd':
-            enc, secs, v0, v1 = pretrain(a, data, row, out/f'pretrain_{row}')
-            pt = (secs, v0, v1)
-            print(f"({row}) pretraining: {a.pt_steps} steps in {secs:.0f} s, val loss {v0:.4f} -> {v1:.4f}", flush=True)
-        mae, secs, best = finetune(a, data, row, out/f'finetune_{row}', enc)
-        rows[row] = dict(mae=mae, ft_s=secs, best_val=best, pt=pt)
-        print(f"({row}) fine-tuning: {a.ft_steps} steps in {secs:.0f} s, best val MAE {best:.2f}, TEST MAE {mae:.2f}",
-              flush=True)
-    names = {'a': 'demo model (tubelet 16, clip_stats), from scratch',
-             'b': 'tiny VideoMAE (tubelet 2, plain), from scratch',
-             'c': '(b) after pretraining', 'd': '(a) after pretraining'}
-    print(f"\n{'row':<52} {'TEST MAE':>8} {'/ mean':>7} {'pretrain':>9} {'fine-tune':>9}")
-    for r, v in rows.items():
-        pt = f"{v['pt'][0]:.0f} s" if v['pt'] else '-'
-        print(f"({r}) {names[r]:<48} {v['mae']:>8.2f} {v['mae']/mean_mae:>7.2f} {pt:>9} {v['ft_s']:>7.0f} s")
-    print(f"{'mean predictor (TRAIN mean EF)':<52} {mean_mae:>8.2f} {1:>7.2f}")
-    print(f"total {time.time()-t0:.0f} s")
-    save_results('pretrain', {**{f"mae_{r}": v['mae'] for r, v in rows.items()}, 'mean_mae': mean_mae},
-                 [dict(row=r, name=names[r], test_mae=v['mae'], vs_mean=v['mae']/mean_mae, finetune_s=v['ft_s'],
-                       pretrain_s=v['pt'][0] if v['pt'] else None) for r, v in rows.items()], args=vars(a))
-    print('RESULT ' + ' '.join(f"mae_{r}={v['mae']:.2f}" for r, v in rows.items()) + f" mean_mae={mean_mae:.2f} "
-          + ' '.join(f"pt_s_{r}={v['pt'][0]:.0f}" for r, v in rows.items() if v['pt']))
+    torch.set_num_threads(1); warnings.filterwarnings('ignore'); transformers.utils.logging.disable_progress_bar()
+    t0, runs = time.time(), Path(a.runs)
+    data = dataset(a)
+    full = pd.read_csv(data/'FileList_all.csv')
+    test = full[full.Split == 'TEST'].set_index('FileName').EF
+    views = {k: labelled_view(data, runs/f'data_{k}', k) for k in sorted({a.labelled, *map(int, a.curve.split(','))})}
+    mean_mae = float((test - full[full.Split == 'TRAIN'].EF.iloc[:a.labelled].mean()).abs().mean())
+    log(f"dataset: {len(full)} videos, TRAIN {a.labelled} labelled + {a.unlabelled} unlabelled, TEST {len(test)}; "
+        f"TEST MAE of the labelled TRAIN mean {mean_mae:.2f}")
+    pt = pretrain(a, views[a.labelled], runs/'pretrain')
+    log(f"pretraining: {a.pt_steps} steps, masked-patch loss {pt['loss_start']:.3f} -> {pt['loss_end']:.3f} "
+        f"(1.0: each patch's mean)  [{', '.join(f'{v:.3f}' for v in pt['losses'])}]")
+    err = lambda pr: (pr.EF - pr.EF_pred).abs()
+    preds, rows = {}, []
+    jobs = [(arm, a.labelled, s, False) for s in range(a.seeds) for arm in ('scratch', 'pretrained')]
+    jobs += [(arm, a.labelled, s, True) for s in range(a.seeds) for arm in ('scratch', 'pretrained')]
+    jobs += [(arm, k, 0, False) for k in views if k != a.labelled for arm in ('scratch', 'pretrained')]
+    for arm, k, s, probe in jobs:
+        t = time.time()
+        name = f"{'probe' if probe else 'ft'}_{arm}_{k}_s{s}"
+        pr = preds[name] = finetune(a, views[k], runs/name, s, pt['run'] if arm == 'pretrained' else None, probe)
+        rows.append(dict(run=name, arm=arm, labelled=k, seed=s, probe=probe, mae=float(err(pr).mean()),
+                         seconds=time.time() - t))
+        log(f"{name}: TEST MAE {rows[-1]['mae']:.2f} ({rows[-1]['seconds']:.0f} s)")
+    df = pd.DataFrame(rows)
+    cmp = {}
+    for kind in ('ft', 'probe'):
+        for s in range(a.seeds):
+            p, c = preds[f'{kind}_pretrained_{a.labelled}_s{s}'], preds[f'{kind}_scratch_{a.labelled}_s{s}']
+            cmp[f'{kind}_s{s}'] = paired(err(p), err(c.loc[p.index]))
+        mean = lambda arm: pd.concat([preds[f'{kind}_{arm}_{a.labelled}_s{s}'].EF_pred for s in range(a.seeds)], axis=1).mean(1)
+        mp, mc = mean('pretrained'), mean('scratch')
+        cmp[f'{kind}_mean'] = paired((test[mp.index] - mp).abs(), (test[mp.index] - mc[mp.index]).abs())
+    helps = all(cmp[f'ft_s{s}']['hi'] < 0 for s in range(a.seeds))
+    hurts = all(cmp[f'ft_s{s}']['lo'] > 0 for s in range(a.seeds))
+    verdict = 'helps' if helps else 'hurts' if hurts else 'no effect beyond noise'
+    print(f"\n{len(test)} TEST videos; {a.labelled} labelled + {a.unlabelled} unlabelled TRAIN videos; "
+          f"{a.ft_steps} fine-tuning steps, {a.pt_steps} pretraining steps\n")
+    print(df.round(3).to_markdown(index=False))
+    print("\npaired difference of |error| (pretrained - scratch; negative: pretraining helps), bootstrap 95 % CI:\n")
+    for k, v in cmp.items(): print(f"  {k:<12} {v['diff']:+.2f} [{v['lo']:+.2f}, {v['hi']:+.2f}]")
+    print(f"\npretraining {verdict} (fine-tuned, {a.labelled} labelled videos, every seed)")
+    save_fig(plot_curve(df[~df.probe], mean_mae), RESULTS_DIR.parent.parent/'nbs'/'images'/'pretrain_label_efficiency.png')
+    save_results('pretrain', dict(verdict=verdict, mean_mae=mean_mae, pt_loss_start=pt['loss_start'],
+                                  pt_loss_end=pt['loss_end'], pt_losses=pt['losses'],
+                                  **{f'{k}_{m}': v[m] for k, v in cmp.items() for m in ('diff', 'lo', 'hi')},
+                                  n_test=len(test), minutes=(time.time() - t0)/60), df, args=vars(a),
+                 figure='nbs/images/pretrain_label_efficiency.png')
+    print('RESULT verdict=' + verdict.replace(' ', '_') + ' ' + ' '.join(f"{k}={v['diff']:+.2f}" for k, v in cmp.items()))
 
 if __name__ == '__main__': main()

@@ -133,8 +133,7 @@ def upload_kind(head:bytes # the first bytes of a file (132 or more, to see a DI
     if head[128:132] == b'DICM': return 'dicom'
     if head[:4] == b'RIFF' and head[8:12] == b'AVI ': return 'video'                          # AVI
     if head[4:8] in (b'ftyp', b'moov', b'mdat', b'wide', b'free', b'skip'): return 'video'      # MP4, M4V, MOV
-    if head[:4] == b'\x1aE\xdf\xa3': return 'video'                                          # MKV, WebM
-    if head[:4] in (b'\x00\x00\x01\xba', b'\x00\x00\x01\xb3'): return 'video'                  # MPEG
+    if head[:4] in (b'\x1aE\xdf\xa3', b'\x00\x00\x01\xba', b'\x00\x00\x01\xb3'): return 'video'  # MKV, WebM; MPEG
     return None
 
 # %% ../nbs/09_app.ipynb #b1c2d3e4
@@ -173,9 +172,6 @@ class EFPredictorApp:
         self._clear_state(); self._build()
         if str(checkpoint) and Path(checkpoint).exists(): self.load_model()
         if str(data) and Path(data).exists(): self.open_folder()
-
-    @property
-    def limits(self)->dict: return dict(max_mb=self.max_mb, max_frames=self.max_frames, timeout=self.timeout)
 
     def _clear_state(self): self.result = self.frames = self.source = self.true_ef = None; self._att = {}
 
@@ -311,7 +307,7 @@ def _show_nothing(self:EFPredictorApp):
 @patch
 def _predict(self:EFPredictorApp, path, source:str, true_ef:Optional[float]=None):
     if self.model is None: raise ConfigError("no model loaded: enter a checkpoint path and press Load")
-    frames, fps, info = load_clinical_video(path, **self.limits)
+    frames, fps, info = load_clinical_video(path, max_mb=self.max_mb, max_frames=self.max_frames, timeout=self.timeout)
     self._set_status(f"busy: predicting {source}", 'info', 1)
     r = predict_frames(frames, fps, info, self.model, self.clips_dd.value, self.n_samples, self.level, seed=self.seed,
                        path=path)
@@ -428,8 +424,7 @@ def _port_free(port:int)->bool:
         except OSError: return False
 
 def _stop(proc, grace:float=10):
-    "Stop `proc`: SIGTERM, then SIGKILL after `grace` s"
-    if proc.poll() is not None: return
+    "Stop `proc`: SIGTERM, then SIGKILL after `grace` s (nothing if it has ended)"
     proc.terminate()
     try: proc.wait(grace)
     except subprocess.TimeoutExpired: proc.kill(); proc.wait()

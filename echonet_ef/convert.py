@@ -85,12 +85,13 @@ def find_inputs(inputs:list, # files or folders
     return found
 
 # %% ../nbs/02b_convert.ipynb #d361dc08
-def _convert_one(job:tuple # (source path, destination .avi, limits dict)
-                )->tuple: # ('ok', row dict) or ('skip', reason)
+def _convert_one(job:tuple # (source path, destination .avi or None to only check that it reads, limits dict)
+                )->tuple: # ('ok', row dict, {} when only checked) or ('skip', reason)
     "Convert one DICOM cine to an EchoNet AVI; never raises"
     src, dest, limits = job
     try:
         frames, fps, info = load_clinical_video(src, **limits)
+        if dest is None: return 'ok', {}
         write_avi(dest, np.ascontiguousarray(frames), fps)
         vi = video_info(dest)
         return 'ok', dict(FPS=round(vi['fps'], 3), NumberOfFrames=vi['n_frames'], FrameHeight=vi['height'],
@@ -99,26 +100,16 @@ def _convert_one(job:tuple # (source path, destination .avi, limits dict)
     except Exception as e: return 'skip', f"{src}: unexpected error ({type(e).__name__}: {first_line(e)})"
 
 # %% ../nbs/02b_convert.ipynb #cdded5e4
-def _decodes(path, limits:dict)->tuple: # ('ok', {}) or ('skip', reason)
-    "Whether the cine at `path` reads under `limits`; never raises"
-    try: load_clinical_video(path, **limits)
-    except EchoNetError as e: return 'skip', str(e)
-    except Exception as e: return 'skip', f"{path}: unexpected error ({type(e).__name__}: {first_line(e)})"
-    return 'ok', {}
-
 def _convert_cine(job:tuple # (the paths of the copies of one cine, destination .avi or None to only check, limits)
                  )->tuple: # (index of the copy converted or None, its row or None, [(path, reason)] of the others)
     "Convert the first copy of a cine that converts; the other copies are duplicates if they decode, else skipped"
     paths, dest, limits = job
     src, row, skips = None, None, []
     for i, p in enumerate(paths):
-        if row is None:
-            status, r = _convert_one((p, dest, limits)) if dest is not None else _decodes(p, limits)
-            if status == 'ok': src, row = i, r
-            else: skips.append((p, r))
-            continue
-        status, r = _decodes(p, limits)
-        skips.append((p, r if status != 'ok' else f"{p}: duplicate: the same cine (SOP Instance UID) as {paths[src]}"))
+        status, r = _convert_one((p, dest if row is None else None, limits))   # after the source: only checked
+        if status != 'ok': skips.append((p, r))
+        elif row is None: src, row = i, r
+        else: skips.append((p, f"{p}: duplicate: the same cine (SOP Instance UID) as {paths[src]}"))
     return src, row, skips
 
 # %% ../nbs/02b_convert.ipynb #12eea7f7
@@ -152,11 +143,8 @@ def _merge(old:pd.DataFrame, # the FileList an earlier run wrote
 def _label(labels:Optional[dict], ids:dict, rel:str, path:Path)->float:
     "The EF `labels` give the cine with identifiers `ids` found as `rel` at `path`, or NaN"
     if labels is None: return float('nan')
-    ef = labels['ef']
-    if labels['key'] == 'SOPInstanceUID': return ef.get(ids['sop'], float('nan'))
-    for k in (rel, path.as_posix(), path.resolve().as_posix()):
-        if k in ef: return ef[k]
-    return float('nan')
+    keys = [ids['sop']] if labels['key'] == 'SOPInstanceUID' else [rel, path.as_posix(), path.resolve().as_posix()]
+    return next((labels['ef'][k] for k in keys if k in labels['ef']), float('nan'))
 
 def _pool_map(fn, jobs:list, workers:int, progress:bool):
     "Yield (job index, `fn(job)`) for `jobs`, in a pool of `workers` processes (1: here), with a progress bar"
@@ -294,8 +282,7 @@ def echonet_ef_convert(inputs:Param("DICOM files or folders (searched recursivel
                       ):
     "Convert DICOM echo cines to a de-identified EchoNet-Dynamic-layout dataset"
     if out is None: raise ConfigError("--out is required (the dataset folder to write)")
-    if split_by_patient and split_by_file:
-        raise ConfigError("--split_by_patient and --split_by_file exclude each other")
+    if split_by_patient and split_by_file: raise ConfigError("--split_by_patient and --split_by_file exclude each other")
     r = convert_dicoms(inputs, out, labels, not split_by_file, workers, progress=not quiet, max_mb=max_mb,
                        max_frames=max_frames, timeout=timeout)
     lines, warns = convert_summary(r, out)

@@ -67,8 +67,7 @@ def cli_errors(f):
     @functools.wraps(f)
     def _inner(*args, **kwargs):
         try: return f(*args, **kwargs)
-        except KeyboardInterrupt:
-            print("interrupted", file=sys.stderr); sys.exit(130)
+        except KeyboardInterrupt: print("interrupted", file=sys.stderr); sys.exit(130)
         except Exception as e:
             msg = user_message(e)
             if msg is None or debugging(): raise
@@ -210,12 +209,7 @@ def save_json(obj, path, **kwargs):
     kw = {**dict(indent=2, default=_json_default, allow_nan=False), **kwargs}
     with atomic_write(path) as f: json.dump(json_safe(obj), f, **kw)
 
-def _json_default(o):
-    if isinstance(o, (np.integer,)): return int(o)
-    if isinstance(o, (np.floating,)): return float(o)
-    if isinstance(o, np.ndarray): return o.tolist()
-    if isinstance(o, Path): return str(o)
-    raise TypeError(f"not JSON serialisable: {type(o).__name__}")
+def _json_default(o): raise TypeError(f"not JSON serialisable: {type(o).__name__}")   # `json_safe` converted the rest
 
 # %% ../nbs/00_core.ipynb #0151b7eb
 def check_writable(out # the output folder (created if missing)
@@ -298,8 +292,7 @@ def check_owner(out, # the output folder (it may not exist yet)
                 command:str # the command that would claim it, e.g. 'echonet_ef_train'
                )->Path:
     "`out` if `command` may write there (missing, empty or already `command`'s), else `EchoNetError`; writes nothing"
-    out = Path(out)
-    owner = owner_of(out)
+    out, owner = Path(out), owner_of(out)
     if owner == command or not out.exists(): return out
     if owner is not None:
         raise EchoNetError(f"{out}: written by {owner}, not {command}; choose a new or empty folder")
@@ -360,8 +353,7 @@ def step_checkpoints(run # a run folder
 def latest_checkpoint(run # a run folder
                      )->Optional[Path]:
     "The run's newest `model_step_<N>` checkpoint, or None"
-    cks = step_checkpoints(run)
-    return cks[-1] if cks else None
+    return (step_checkpoints(run) or [None])[-1]
 
 def best_checkpoint(run # a run folder
                    )->Optional[Path]:
@@ -556,6 +548,8 @@ class Config:
     pretrain: PretrainConfig = field(default_factory=PretrainConfig)
 
 # %% ../nbs/00_core.ipynb #c5fe7e54
+_KINDS = {bool: bool, int: int, float: (int, float), str: str, tuple: (list, tuple), dict: dict}   # what each type accepts
+
 def _check_type(val, tp, key):
     "Coerce `val` to type `tp` or raise `ConfigError` naming `key`"
     origin, args = get_origin(tp), get_args(tp)
@@ -563,31 +557,15 @@ def _check_type(val, tp, key):
         if val is None and type(None) in args: return None
         return _check_type(val, next(a for a in args if a is not type(None)), key)
     if is_dataclass(tp): return from_dict(tp, val, prefix=key+'.')
-    bad = ConfigError(f"config key '{key}': expected {getattr(tp,'__name__',tp)}, got {type(val).__name__} {val!r}")
-    if tp is bool:
-        if isinstance(val, bool): return val
-        raise bad
-    if tp is int:
-        if isinstance(val, int) and not isinstance(val, bool): return val
-        if isinstance(val, float) and val.is_integer(): return int(val)
-        raise bad
-    if tp is float:
-        if isinstance(val, str):  # YAML reads 1e-5 (no dot) as a string
-            try: val = float(val)
-            except ValueError: raise bad
-        if not isinstance(val, (int, float)) or isinstance(val, bool): raise bad
-        if not math.isfinite(val): raise ConfigError(f"config key '{key}': expected a finite number, got {val!r}")
-        return float(val)
-    if tp is str:
-        if isinstance(val, str): return val
-        raise bad
-    if tp is tuple:
-        if isinstance(val, (list, tuple)): return tuple(val)
-        raise bad
-    if tp is dict:
-        if isinstance(val, dict): return dict(val)
-        raise bad
-    return val
+    if tp not in _KINDS: return val
+    if tp is float and isinstance(val, str):   # YAML reads 1e-5 (no dot) as a string
+        with contextlib.suppress(ValueError): val = float(val)
+    if tp is int and isinstance(val, float) and val.is_integer(): val = int(val)
+    if not isinstance(val, _KINDS[tp]) or (tp is not bool and isinstance(val, bool)):
+        raise ConfigError(f"config key '{key}': expected {tp.__name__}, got {type(val).__name__} {val!r}")
+    if tp is float and not math.isfinite(val):
+        raise ConfigError(f"config key '{key}': expected a finite number, got {val!r}")
+    return tp(val)
 
 # %% ../nbs/00_core.ipynb #29a665a8
 def from_dict(cls, # a config dataclass, e.g. `Config`
@@ -709,8 +687,7 @@ def load_config(src=None, # YAML path, dict, `Config`, or None for the defaults
         except yaml.YAMLError as e: raise ConfigError(f"{p}: not valid YAML ({str(e).splitlines()[0]})")
         if not isinstance(d, dict): raise ConfigError(f"{p}: a config must be a mapping of sections")
     try: return check_config(from_dict(Config, apply_overrides(d, overrides)))
-    except ConfigError as e:
-        raise ConfigError(f"{src}: {e}" if isinstance(src, (str, Path)) else str(e)) from None
+    except ConfigError as e: raise ConfigError(f"{src}: {e}" if isinstance(src, (str, Path)) else str(e)) from None
 
 # %% ../nbs/00_core.ipynb #87dad167
 def config_dict(cfg:Config)->dict:

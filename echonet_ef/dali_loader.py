@@ -4,13 +4,13 @@
 
 # %% auto #0
 __all__ = ['FOURCC_CODECS', 'DALI_CODECS', 'CODEC_NAMES', 'DALI_INSTALL', 'TRANSCODE_HINT', 'codec_of', 'dali_decodes',
-           'dali_available', 'dali_device', 'clip_plan', 'dali_read_frames', 'dali_tolerance', 'probe_codecs',
-           'check_dali_codecs', 'DaliLoader', 'get_dali_dataloaders', 'choose_loader']
+           'dali_available', 'dali_device', 'clip_plan', 'dali_read_frames', 'probe_codecs', 'check_dali_codecs',
+           'DaliLoader', 'get_dali_dataloaders', 'choose_loader']
 
 # %% ../nbs/03_dali.ipynb #86c479f5
-import os, sys, re, math, warnings, importlib
+import re, math, warnings, importlib
 from pathlib import Path
-from typing import Optional, Union
+from typing import Optional
 import numpy as np, torch
 from fastcore.basics import store_attr, patch_to
 from fastcore.meta import delegates
@@ -104,14 +104,6 @@ def dali_read_frames(path, # a video file
     pipe.feed_input('enc', [np.fromfile(str(path), np.uint8)])
     out = pipe.run()[0]
     return np.array(out.as_cpu()[0] if device == 'gpu' else out[0])
-
-# %% ../nbs/03_dali.ipynb #5959c3c8
-def dali_tolerance(levels:float=1, # max uint8 difference of the decoded frames
-                   std=IMAGENET_STD, # normalisation std (0–1 scale)
-                   jitter:float=0.1 # training contrast jitter, which can scale a difference by 1+jitter
-                  )->float:
-    "Max difference of normalised clips that `levels` of decoded difference can cause"
-    return levels*(1 + jitter)/(255*min(std)) + 1e-5
 
 # %% ../nbs/03_dali.ipynb #5cdd524c
 TRANSCODE_HINT = ("transcode to MJPEG, e.g. `ffmpeg -i IN.avi -c:v mjpeg -q:v 2 -an OUT.avi` for each video, "
@@ -221,8 +213,7 @@ def _batch(self, outs)->Optional[dict]: # None when every item of the batch was 
     idx = np.array(idx.as_tensor()).reshape(-1)[keep]
     pick = lambda v: torch.from_numpy(np.stack(v if multi else [o[0] for o in v]))   # (N,…) per item, or its one clip
     kept = [p for p, k in zip(plans, keep) if k]
-    same = len({tuple(t.shape) for t in xs}) == 1
-    b = dict(pixel_values=torch.stack(xs) if same else xs, plan=pick([p['plan'] for p in kept]),
+    b = dict(pixel_values=torch.stack(xs) if len({t.shape for t in xs}) == 1 else xs, plan=pick([p['plan'] for p in kept]),
              mask=pick([p['mask'] for p in kept]), filename=[ds.df.FileName[i] for i in idx])
     if ds.labelled: b['labels'] = torch.tensor(ds.df.EF.values[idx], dtype=torch.float32)
     return b

@@ -11,7 +11,6 @@ __all__ = ['PRED_COLS', 'PLOTS', 'REPORT_FILES', 'MAX_BATCH', 'MAX_BOOT', 'eval_
 # %% ../nbs/07_evaluate.ipynb #3c3b4ea4
 import io, json, warnings
 from pathlib import Path
-from types import SimpleNamespace
 from typing import Optional
 import numpy as np, pandas as pd, torch
 import matplotlib.pyplot as plt
@@ -23,7 +22,7 @@ from .core import *
 from .data import EchoDataset, read_filelist, clip_starts, clip_span, parse_clips, worker_init, cpu_cores
 from .video import read_frames
 from .model import EchoNetRegressor, load_model, model_data_config
-from .infer import stream_outputs
+from .infer import stream_outputs, Ensemble
 from .uncertainty import (METHODS, MAX_SAMPLES, LEVELS, MIN_BIN, video_estimate, check_method, model_methods,
                                     coverage, coverage_curve, apply_scale, fit_calibration, calibration_scale,
                                     calibrate_table, calibration_record, CALIBRATION_FILE, calibration_file,
@@ -346,14 +345,10 @@ def _calibrate(model, mdir, data, val, df, level, kw)->tuple: # (the metrics of 
                  coverage_before=cov(test, None), coverage_after=cov(test, fit)),
             calibration_record(model, mdir, data, fit))
 
-def _members(mdirs, device)->tuple: # (the model, or the ensemble's stand-in; the member models)
-    "The models in `mdirs`; for several, a stand-in with the ensemble's fingerprint, to carry its calibration"
+def _members(mdirs, device)->tuple: # (the model, or the `Ensemble` of the models; the member models)
+    "The models in `mdirs`; several make an `Ensemble`, whose fingerprint carries its calibration"
     ms = [load_model(d, device) for d in mdirs]
-    if len(ms) == 1: return ms[0], ms
-    if any(model_data_config(m) != model_data_config(ms[0]) for m in ms):
-        raise ConfigError("the checkpoints read videos differently (frame size, clip length, period or "
-                          "normalisation): they cannot make an ensemble")
-    return SimpleNamespace(weights_id='+'.join(m.weights_id for m in ms), extra=dict(ms[0].extra)), ms
+    return (ms[0] if len(ms) == 1 else Ensemble(ms, mdirs)), ms
 
 def _predict(model, members, data, split, level, scale, kw)->pd.DataFrame:
     "The predictions of `split` by the model, or by the ensemble of `members`"
@@ -497,7 +492,9 @@ def _summary(m:dict, out)->str:
               f"AUC EF<40 {f(m['auc_ef40'], 3)}, EF<50 {f(m['auc_ef50'], 3)}; guideline category agreement "
               f"{f(100*m['category_agreement'], 0)}% ({' / '.join(CLINICAL_CATEGORIES)})",
               f"{m['level']:.0%} interval coverage {f(m['coverage'])}, mean width {f(m['mean_width'], 1)} EF points, "
-              f"Spearman ρ(width, |error|) {f(m['spearman_width_error'])} (scale {f(m['scale'])})",
+              f"Spearman ρ(spread, |error|) {f(m['spearman_width_error'])} (scale {f(m['scale'])})",
+              f"selective prediction: MAE {f(m['selective_mae_80'])} on the 80% with the narrowest intervals "
+              f"(area {f(m['selective_area'], 3)}; 1 = the width says nothing)",
               _calibration_line(m, out), _bin_line(m)]
     if out is not None:
         cal = ', calibration.json' if 'calibration' in m or m.get('calibrated') and (Path(out)/CALIBRATION_FILE).exists() else ''

@@ -4,7 +4,8 @@
 
 # %% auto #0
 __all__ = ['ClipOutputs', 'backbone_dropout', 'eval_amp', 'encode_clips', 'head_outputs', 'clip_outputs', 'video_seed',
-           'clip_positions', 'frame_input', 'clip_batches', 'join_outputs', 'stream_outputs', 'video_outputs']
+           'clip_positions', 'frame_input', 'clip_batches', 'join_outputs', 'stream_outputs', 'video_outputs',
+           'Ensemble']
 
 # %% ../nbs/04b_infer.ipynb #eaec4860
 import math, zlib, contextlib
@@ -12,6 +13,7 @@ from dataclasses import dataclass
 from typing import Optional
 import numpy as np, torch
 from torch import nn
+from .core import ConfigError
 from .data import DeviceClipTransform
 from .model import EchoNetRegressor, model_data_config
 
@@ -42,8 +44,7 @@ def _keep_modes(model:nn.Module):
 # %% ../nbs/04b_infer.ipynb #377d55bb
 def eval_amp(device)->Optional[torch.dtype]:
     "The autocast dtype of inference on `device`: bf16 (else fp16) on a GPU, None (fp32) on the CPU"
-    device = torch.device(device)
-    if device.type != 'cuda': return None
+    if torch.device(device).type != 'cuda': return None
     return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
 
 @torch.no_grad()
@@ -179,3 +180,26 @@ def video_outputs(model:EchoNetRegressor, frames:np.ndarray, # the model; (T, H,
     "The `ClipOutputs` of the clips at `starts`, cut from `frames` `bs` at a time, each frame transformed once"
     pos = clip_positions(len(frames), starts, clip_len, period)
     return next(stream_outputs(model, [(name, np.ascontiguousarray(frames), pos)], n_samples, bs, seed))[1]
+
+# %% ../nbs/04b_infer.ipynb #4e0280e9
+def _pipeline(model:EchoNetRegressor)->dict:
+    "How `model` reads a video: image size, clip length, period, reference FPS, normalisation"
+    s = model_data_config(model)
+    return dict(size=s.size, clip_len=s.clip_len, period=s.period, ref_fps=s.ref_fps, mean=s.mean, std=s.std)
+
+class Ensemble:
+    "Checkpoints that predict together: the EF is the mean of the members' EFs, the spread their standard deviation"
+    def __init__(self, members:list, # models from `load_model` that read videos the same way
+                 folders=None # their folders, to name them in messages
+                ):
+        folders = [str(f) for f in folders] if folders else [f"member {i+1}" for i in range(len(members))]
+        want = _pipeline(members[0])
+        for m, f in zip(members[1:], folders[1:]):
+            if diff := [f"{k} {v}, not {want[k]}" for k, v in _pipeline(m).items() if v != want[k]]:
+                raise ConfigError(f"{f}: reads videos differently from {folders[0]} ({'; '.join(diff)}): the "
+                                  "members of an ensemble must share image size, clip length, period, normalisation")
+        self.members, self.folders = list(members), folders
+        self.weights_id = '+'.join(str(m.weights_id) for m in members)
+        self.extra = dict(members[0].extra)        # the first member's card and reference ranges; the calibration
+
+    def __repr__(self): return f"Ensemble of {len(self.members)} checkpoints ({self.weights_id})"

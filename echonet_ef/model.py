@@ -5,13 +5,12 @@
 # %% auto #0
 __all__ = ['ARCH_KEYS', 'STEMS', 'LOG_VAR_INIT', 'MODEL_FORMAT', 'SYNTHETIC_WARNING', 'tiny_config', 'pretrained_encoder',
            'backbone_config', 'load_pretrained', 'build_backbone', 'AttentionPool', 'MeanPool', 'make_head',
-           'ClipStats', 'make_stem', 'EFOutput', 'EchoNetRegressor', 'fp32', 'frame_weights', 'tubelet_frames',
-           'use_gradient_checkpointing', 'build_model', 'model_config', 'save_model', 'read_model_config', 'load_model',
-           'model_data_config', 'model_card', 'is_synthetic', 'card_lines', 'evaluation_summary']
+           'ClipStats', 'make_stem', 'EchoNetRegressor', 'fp32', 'frame_weights', 'use_gradient_checkpointing',
+           'build_model', 'model_config', 'save_model', 'read_model_config', 'load_model', 'model_data_config',
+           'model_card', 'is_synthetic', 'card_lines', 'evaluation_summary']
 
 # %% ../nbs/04_model.ipynb #4becffc8
 import os, sys, json, math, hashlib
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
 import torch, torch.nn.functional as F
@@ -35,15 +34,14 @@ def tiny_config(tubelet_size:int=2, # frames per token; up to `num_frames` (the 
     return ModelConfig(backbone=None, pretrained=False, videomae=vm, **kwargs)
 
 # %% ../nbs/04_model.ipynb #7d70a06d
-def _videomae_keys()->set:
-    "The `VideoMAEConfig` fields a config may override"
-    return set(VideoMAEConfig().to_dict()) - {'transformers_version', 'architectures', '_name_or_path', 'model_type'}
+_VIDEOMAE_KEYS = set(VideoMAEConfig().to_dict()) - {'transformers_version', 'architectures', '_name_or_path',
+                                                     'model_type'}   # the fields a config may override
 
 def _videomae_overrides(mcfg:ModelConfig, image_size:int, num_frames:int)->dict:
     "Check `mcfg.videomae` and add the data's `image_size` and `num_frames` to it"
     kw = dict(mcfg.videomae)
     for k in kw:
-        if k not in _videomae_keys(): raise ConfigError(f"config key 'model.videomae.{k}': not a VideoMAEConfig field")
+        if k not in _VIDEOMAE_KEYS: raise ConfigError(f"config key 'model.videomae.{k}': not a VideoMAEConfig field")
     for k, v in (('image_size', image_size), ('num_frames', num_frames)):
         if kw.get(k, v) != v:
             raise ConfigError(f"config key 'model.videomae.{k}'={kw[k]} conflicts with the data's {k}={v}; "
@@ -60,17 +58,16 @@ def _is_local(src:str)->bool:
 
 def _load_error(src:str, e:Exception)->CheckpointError:
     "A one-line `CheckpointError` for a backbone `src` that failed to load with `e`"
-    first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
     if _is_local(src):
         p = Path(src).expanduser()
         if not p.exists(): return CheckpointError(f"{src}: backbone folder not found")
         if not (p/'config.json').is_file(): return CheckpointError(f"{src}: not a VideoMAE folder (no config.json)")
-        return CheckpointError(f"{src}: could not load the VideoMAE backbone ({first})")
+        return CheckpointError(f"{src}: could not load the VideoMAE backbone ({first_line(e)})")
     if _offline():
         return CheckpointError(f"{src}: not in the local Hugging Face cache and HF_HUB_OFFLINE=1; "
                                f"run `hf download {src}` where there is internet (or unset HF_HUB_OFFLINE), "
                                "or set model.backbone to a local folder")
-    return CheckpointError(f"{src}: could not be loaded from the Hugging Face hub ({first})")
+    return CheckpointError(f"{src}: could not be loaded from the Hugging Face hub ({first_line(e)})")
 
 # %% ../nbs/04_model.ipynb #1fe609d9
 ARCH_KEYS = ('hidden_size', 'num_hidden_layers', 'num_attention_heads', 'intermediate_size', 'patch_size',
@@ -91,12 +88,8 @@ def _check_arch(src:str, # a hub name or a local folder holding config.json
 # %% ../nbs/04_model.ipynb #e45338d1
 def _check_divides(cfg:VideoMAEConfig):
     "Raise `ConfigError` unless the tubelet divides the clip and the patch divides the frame"
-    if cfg.num_frames % cfg.tubelet_size:
-        raise ConfigError(f"clip length {cfg.num_frames} is not a multiple of "
-                          f"model.videomae.tubelet_size={cfg.tubelet_size}")
-    if cfg.image_size % cfg.patch_size:
-        raise ConfigError(f"image size {cfg.image_size} is not a multiple of "
-                          f"model.videomae.patch_size={cfg.patch_size}")
+    for what, n, k in (('clip length', cfg.num_frames, 'tubelet_size'), ('image size', cfg.image_size, 'patch_size')):
+        if n % (d := getattr(cfg, k)): raise ConfigError(f"{what} {n} is not a multiple of model.videomae.{k}={d}")
 
 # %% ../nbs/04_model.ipynb #98e0018e
 def pretrained_encoder(run # an `echonet_ef_pretrain` run folder
@@ -115,7 +108,7 @@ def backbone_config(mcfg:ModelConfig, # the model section of the config
                    )->tuple: # (hub name or folder to load the weights from, or None for random weights; the config)
     "The checked `VideoMAEConfig` that `mcfg` describes, and where its weights come from"
     for k in extra:
-        if k not in _videomae_keys(): raise TypeError(f"backbone_config: {k!r} is not a VideoMAEConfig field")
+        if k not in _VIDEOMAE_KEYS: raise TypeError(f"backbone_config: {k!r} is not a VideoMAEConfig field")
     kw = {**_videomae_overrides(mcfg, image_size, num_frames), **extra}
     src = None if mcfg.backbone is None else str(mcfg.backbone)
     if src is None: cfg = VideoMAEConfig(**kw)
@@ -228,15 +221,6 @@ def make_stem(stem:str, # none or clip_stats
                           f"but the backbone has num_channels={num_channels}")
     return ClipStats()
 
-# %% ../nbs/04_model.ipynb #32de7933
-@dataclass
-class EFOutput:
-    "EF predictions with the attention-pooling weights"
-    ef: torch.Tensor              # (B,) EF (%)
-    token_weights: torch.Tensor   # (B, N) pooling weight of each token; sums to 1
-    tubelet_weights: torch.Tensor # (B, T/tubelet_size) the token weights summed per tubelet (time step)
-    log_var: Optional[torch.Tensor]=None # (B,) predicted log-variance of the EF (EF points²); None without one
-
 # %% ../nbs/04_model.ipynb #17cde0f8
 LOG_VAR_INIT = 2*math.log(10.0)   # the variance head starts at σ = 10 EF points
 
@@ -259,8 +243,7 @@ class EchoNetRegressor(nn.Module):
         self.pooler = AttentionPool(dim, attn_hidden) if pool == 'attention' else MeanPool()
         self.mlp = make_head(dim, head_dropout, bias_init)
         self.var_mlp = make_head(dim, 0.0, LOG_VAR_INIT) if variance else None
-        self.extra = {}
-        self.weights_id = None   # the fingerprint of the weights `load_model` read; None for a built model
+        self.extra, self.weights_id = {}, None   # metadata; the fingerprint of the weights `load_model` read
 
     @property
     def grid(self)->tuple:
@@ -312,13 +295,11 @@ def tubelet_weights(self:EchoNetRegressor, w:torch.Tensor # token weights (B, N)
 # %% ../nbs/04_model.ipynb #99822b83
 @patch
 def forward(self:EchoNetRegressor, x:torch.Tensor, # clips (B, T, C, H, W)
-            return_attention:bool=False, # return an `EFOutput` with the pooling weights
             return_variance:bool=False # return (EF, log-variance); needs the variance head
            ):
-    "EF (B,) of the clips `x`, (EF, log-variance) when `return_variance`, or an `EFOutput` when `return_attention`"
-    feat, w = self.encode(x)
+    "EF (B,) of the clips `x`, or (EF, log-variance) when `return_variance`"
+    feat, _ = self.encode(x)
     ef, lv = self.head(feat), self.head_log_var(feat)
-    if return_attention: return EFOutput(ef, w, self.tubelet_weights(w), lv)
     if return_variance:
         if lv is None: raise ConfigError("the model has no variance head (train it with model.variance: true)")
         return ef, lv
@@ -330,13 +311,6 @@ def frame_weights(tubelet_w:torch.Tensor, # (B, T/tubelet_size) tubelet weights
                  )->torch.Tensor: # (B, T)
     "Tubelet weights spread evenly over the clip frames each tubelet covers"
     return tubelet_w.repeat_interleave(tubelet_size, dim=-1) / tubelet_size
-
-# %% ../nbs/04_model.ipynb #339073eb
-def tubelet_frames(n_tubelets:int, # time steps of the token grid
-                   tubelet_size:int # frames per tubelet
-                  )->list: # (first, last) clip-frame index of each tubelet
-    "The clip frames each tubelet covers"
-    return [(i*tubelet_size, (i+1)*tubelet_size - 1) for i in range(n_tubelets)]
 
 # %% ../nbs/04_model.ipynb #20dc761c
 @patch
@@ -351,11 +325,9 @@ def use_gradient_checkpointing(model:nn.Module, # a transformers model (`PreTrai
                                flag:bool=True # True enables
                               ):
     "Recompute `model`'s activations in the backward pass instead of storing them"
-    # transformers 5 renamed gradient_checkpointing_* to activation_checkpointing_*
-    if flag:
-        (getattr(model, 'activation_checkpointing_enable', None) or model.gradient_checkpointing_enable)(
-            dict(use_reentrant=False))
-    else: (getattr(model, 'activation_checkpointing_disable', None) or model.gradient_checkpointing_disable)()
+    pre = 'activation' if hasattr(model, 'activation_checkpointing_enable') else 'gradient'  # transformers 5 renamed it
+    if flag: getattr(model, f'{pre}_checkpointing_enable')(dict(use_reentrant=False))
+    else: getattr(model, f'{pre}_checkpointing_disable')()
     return model
 
 # %% ../nbs/04_model.ipynb #269c3c7c

@@ -5,12 +5,12 @@
 # %% auto #0
 __all__ = ['DEFAULT_REF_STATS', 'MIN_MOTION', 'MAX_COLOUR', 'NO_CALIBRATION', 'PREDICT_CLIPS', 'MAX_BATCH', 'CALIBRATE_FIX',
            'VIDEO_SUFFIXES', 'CSV_COLUMNS', 'video_stats', 'reference_stats', 'store_reference_stats', 'ood_reasons',
-           'frame_attention', 'check_predictor', 'load_inference_model', 'Ensemble', 'predict_method', 'predictor_card',
+           'frame_attention', 'check_predictor', 'load_inference_model', 'predict_method', 'predictor_card',
            'check_predict_args', 'calibration_notes', 'provenance', 'predict_frames', 'predict_video', 'format_result',
            'format_json', 'predict_inputs', 'csv_row', 'write_predictions', 'predict_each', 'echonet_ef_predict']
 
 # %% ../nbs/08_predict.ipynb #0687ba9d
-import sys, json, math, warnings, traceback
+import sys, json, math, traceback
 from pathlib import Path
 from typing import Optional, Union
 import numpy as np, pandas as pd, torch
@@ -21,7 +21,7 @@ from .convert import find_inputs
 from .data import video_period, clip_span, clip_starts, clip_indices, parse_clips
 from .model import (EchoNetRegressor, load_model, read_model_config, model_data_config, frame_weights,
                               model_card, is_synthetic, card_lines, SYNTHETIC_WARNING, evaluation_summary)
-from .infer import video_outputs
+from .infer import video_outputs, Ensemble
 from .uncertainty import (METHODS, MAX_SAMPLES, video_estimate, interval, check_method, calibration_scale,
                                     resolve_checkpoint, read_calibration, apply_calibration, model_calibration)
 
@@ -150,29 +150,6 @@ def load_inference_model(checkpoint, # a model, checkpoint, run, evaluation or d
     if model.calibration_file is not None and (ev := evaluation_summary(Path(model.calibration_file).parent, model)):
         model.extra['card'] = {**model_card(model), 'evaluated': ev}     # shown with the card, never saved
     return model
-
-# %% ../nbs/08_predict.ipynb #3165c52b
-def _pipeline(model:EchoNetRegressor)->dict:
-    "How `model` reads a video: image size, clip length, period, reference FPS, normalisation"
-    s = model_data_config(model)
-    return dict(size=s.size, clip_len=s.clip_len, period=s.period, ref_fps=s.ref_fps, mean=s.mean, std=s.std)
-
-class Ensemble:
-    "Checkpoints that predict together: the EF is the mean of the members' EFs, the spread their standard deviation"
-    def __init__(self, members:list, # models from `load_model` that read videos the same way
-                 folders=None # their folders, to name them in messages
-                ):
-        folders = [str(f) for f in folders] if folders else [f"member {i+1}" for i in range(len(members))]
-        want = _pipeline(members[0])
-        for m, f in zip(members[1:], folders[1:]):
-            if diff := [f"{k} {v}, not {want[k]}" for k, v in _pipeline(m).items() if v != want[k]]:
-                raise ConfigError(f"{f}: reads videos differently from {folders[0]} ({'; '.join(diff)}): the "
-                                  "members of an ensemble must share image size, clip length, period, normalisation")
-        self.members, self.folders = list(members), folders
-        self.weights_id = '+'.join(str(m.weights_id) for m in members)
-        self.extra = dict(members[0].extra)        # the first member's card and reference ranges; the calibration
-
-    def __repr__(self): return f"Ensemble of {len(self.members)} checkpoints ({self.weights_id})"
 
 # %% ../nbs/08_predict.ipynb #5417b879
 def predict_method(model, # an `EchoNetRegressor` or an `Ensemble`
@@ -309,8 +286,7 @@ def predict_video(path, # video or DICOM file
                  )->dict:
     "EF, interval, category, provenance, out-of-distribution flags and attention of one video"
     check_predict_args(clips, n_samples, level, scale, bs, seed, **limits)
-    if not isinstance(model, (EchoNetRegressor, Ensemble)):
-        model = load_inference_model(model, calibration=calibration)
+    if not isinstance(model, (EchoNetRegressor, Ensemble)): model = load_inference_model(model, calibration=calibration)
     method = predict_method(model, method, parse_clips(clips))
     frames, fps, info = load_clinical_video(path, **limits)
     return predict_frames(frames, fps, info, model, clips, n_samples, level, scale, bs, seed, path=path, method=method)
@@ -380,8 +356,6 @@ def write_predictions(rows:list, # from `csv_row`
     return Path(path)
 
 # %% ../nbs/08_predict.ipynb #14d51d6e
-def _one_line(s:str)->str: return ' '.join(str(s).split('\n'))
-
 def predict_each(files:list, # (path, error or None) from `predict_inputs`
                  model:EchoNetRegressor, **kwargs # for `predict_video`
                 ):
@@ -394,7 +368,7 @@ def predict_each(files:list, # (path, error or None) from `predict_inputs`
                 err = user_message(e)
                 if err is None:
                     err, tb = f"{p}: unexpected error ({type(e).__name__}: {first_line(e)})", traceback.format_exc()
-        yield p, r, None if err is None else _one_line(err), tb
+        yield p, r, None if err is None else err.replace('\n', ' '), tb
 
 def _check_out(out)->Path:
     "The CSV file `--out` names, if it can be written there"

@@ -7,10 +7,9 @@ __all__ = ['VIDEO_EXTS', 'pretrain_videos', 'sector_patches', 'tube_mask', 'Mask
            'PretrainTrainer', 'reconstruct', 'plot_reconstruction', 'echonet_ef_pretrain']
 
 # %% ../nbs/06b_pretrain.ipynb #3b50a6d8
-import sys, math, contextlib
 from pathlib import Path
 from typing import Optional
-import numpy as np, pandas as pd, torch, yaml
+import numpy as np, torch
 import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import DataLoader
@@ -20,9 +19,9 @@ from safetensors.torch import load_file, save_file
 import transformers
 from transformers import VideoMAEForPreTraining
 from .core import *
-from .data import read_filelist, EchoDataset, EpochSampler, collate, model_inputs, n_workers, worker_init
+from .data import data_root, read_filelist, EchoDataset, EpochSampler, collate, model_inputs, n_workers, worker_init
 from .model import make_stem, backbone_config, load_pretrained, use_gradient_checkpointing
-from .train import Trainer, param_groups, run_trainer, data_card
+from .train import Trainer, run_trainer, data_card
 
 # %% ../nbs/06b_pretrain.ipynb #1f67dc15
 VIDEO_EXTS = ('.avi', '.mp4', '.mov', '.mkv', '.webm')
@@ -31,9 +30,7 @@ def pretrain_videos(root, # an EchoNet-Dynamic folder, or any folder of videos
                     splits=('TRAIN',) # FileList.csv splits to read (TEST is refused)
                    )->list: # video paths
     "The videos of `splits` in `root`'s FileList.csv, or every video in `root` (and `root/Videos`) without one"
-    if root is None: raise DataError("no data folder given (set data.root or pass --data DIR)")
-    root = Path(root)
-    if not root.is_dir(): raise DataError(f"{root}: data folder not found")
+    root = data_root(root)
     if 'TEST' in [str(s).upper() for s in splits]:
         raise ConfigError("config key 'pretrain.splits': TEST is never used for pretraining")
     if (root/'FileList.csv').is_file():
@@ -108,9 +105,8 @@ def build_pretrain_model(cfg:Config # the run's config (`model`, `data.size`, `d
     src, vc = backbone_config(m, d.size, d.clip_len, norm_pix_loss=cfg.pretrain.norm_pix_loss)
     mae = (VideoMAEForPreTraining._from_config(vc, attn_implementation=m.attn_implementation) if src is None else
            load_pretrained(VideoMAEForPreTraining, src, vc, m.attn_implementation))
-    model = MaskedVideoModel(mae, stem=m.stem)
     if m.gradient_checkpointing: use_gradient_checkpointing(mae)
-    return model
+    return MaskedVideoModel(mae, stem=m.stem)
 
 # %% ../nbs/06b_pretrain.ipynb #9b06221c
 class PretrainTrainer(Trainer):
@@ -163,9 +159,8 @@ def _mask(self:PretrainTrainer, x:torch.Tensor, rng:np.random.Generator)->torch.
 @patch
 def _forward_loss(self:PretrainTrainer, b)->torch.Tensor:
     "The masked-patch loss of batch `b` under a tube mask seeded by (seed, process, epoch, batch)"
-    st = self.state
     x = model_inputs(b, self.tfm, self.device)
-    mask = self._mask(x, np.random.default_rng([self.cfg.train.seed, self.rank, st['epoch'], st['batch']]))
+    mask = self._mask(x, np.random.default_rng([self.cfg.train.seed, self.rank, self.state['epoch'], self.state['batch']]))
     with torch.autocast(self.device.type, dtype=self.autocast_dtype, enabled=self.autocast_dtype is not None):
         return (self.ddp or self.model)(x, mask).loss.float()
 
@@ -239,8 +234,7 @@ def reconstruct(model:MaskedVideoModel, # a masked autoencoder
     c = model.mae.config; t, p = c.tubelet_size, c.patch_size
     model.eval()
     v = model.input_stem(x).float()
-    mean = torch.tensor(IMAGENET_MEAN, device=v.device).view(1, 1, 3, 1, 1)
-    std = torch.tensor(IMAGENET_STD, device=v.device).view(1, 1, 3, 1, 1)
+    mean, std = (torch.tensor(s, device=v.device).view(1, 1, 3, 1, 1) for s in (IMAGENET_MEAN, IMAGENET_STD))
     v = v*std + mean
     pt = _patches(v, t, p)
     pred = model(x, mask).logits.float().reshape(-1, t*p*p, v.shape[2])     # the masked tokens, in token order

@@ -24,11 +24,9 @@ def machine()->dict:
             if line.startswith('model name'): cpu = line.split(':', 1)[1].strip(); break
     except OSError: pass
     d = dict(cpu=cpu, cores=os.cpu_count(), python=platform.python_version())
-    try:
-        import torch
-        d['torch'] = torch.__version__
-        if torch.cuda.is_available(): d['gpu'] = torch.cuda.get_device_name(0)
-    except ImportError: pass
+    import torch   # here, so that importing the module stays light
+    d['torch'] = torch.__version__
+    if torch.cuda.is_available(): d['gpu'] = torch.cuda.get_device_name(0)
     return d
 
 # %% ../nbs/12_results.ipynb #e117b9c0

@@ -8,12 +8,10 @@ __all__ = ['STALE_HOURS', 'SCREEN_SQUARE', 'SCREEN_FAN', 'cache_dir', 'code_hash
            'fan_box', 'text_mask', 'screen_frames', 'us_region', 'us_dataset', 'make_dicom', 'small_dicom']
 
 # %% ../nbs/99_test_utils.ipynb #9fff494f
-import os, sys, json, time, shutil, hashlib, tempfile, subprocess, contextlib
+import os, io, sys, json, math, time, shutil, hashlib, tempfile, subprocess, contextlib
 from pathlib import Path
 from typing import Optional
-import io, math
-import numpy as np, cv2
-import pydicom
+import numpy as np, cv2, filelock, pydicom
 from PIL import Image
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.encaps import encapsulate
@@ -38,16 +36,6 @@ def code_hash()->str:
     return h.hexdigest()[:12]
 
 # %% ../nbs/99_test_utils.ipynb #013dfbf0
-@contextlib.contextmanager
-def _wait_lock(path:Path):
-    "Hold a blocking OS lock on `path` for the block"
-    import fcntl
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, 'a') as f:
-        fcntl.flock(f.fileno(), fcntl.LOCK_EX)
-        try: yield
-        finally: fcntl.flock(f.fileno(), fcntl.LOCK_UN)
-
 def cached(name:str, # what is built, e.g. 'data-24-0'
            build, # `build(folder)` fills the empty `folder`
            key:str=None # extra cache key; default the package's `code_hash`
@@ -57,7 +45,7 @@ def cached(name:str, # what is built, e.g. 'data-24-0'
     if (p/'.complete').exists():
         with contextlib.suppress(OSError): os.utime(p/'.complete')   # last used now
         return p
-    with _wait_lock(cache_dir()/f'.{p.name}.lock'):
+    with filelock.FileLock(cache_dir()/f'.{p.name}.lock', preserve_lock_file=True):   # waits for a build under way
         if not (p/'.complete').exists():
             if p.exists(): shutil.rmtree(p)
             with atomic_dir(p) as tmp:
@@ -140,7 +128,6 @@ def declare_frame_size(path, # an MJPG AVI written by OpenCV
                        width:int, height:int # the size it should claim
                       )->Path:
     "Make the MJPG AVI at `path` declare frames of `width`×`height` (a header that lies, for tests)"
-    import numpy as np
     b = bytearray(Path(path).read_bytes())
     avih = b.index(b'avih') + 8; b[avih+32:avih+40] = np.array([width, height], '<u4').tobytes()
     strf = b.index(b'strf') + 8; b[strf+4:strf+12] = np.array([width, height], '<i4').tobytes()
@@ -220,14 +207,12 @@ def us_dataset(fps:float=50, # frame rate (written as FrameTime)
               )->Dataset:
     "An empty ultrasound multi-frame dataset with its file meta, UIDs, frame time and `tags`"
     ds = Dataset(); ds.file_meta = FileMetaDataset()
-    ds.file_meta.MediaStorageSOPClassUID = ds.SOPClassUID = UltrasoundMultiFrameImageStorage
-    ds.file_meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID = generate_uid()
+    ds.SOPClassUID, ds.SOPInstanceUID = UltrasoundMultiFrameImageStorage, generate_uid()
     ds.StudyInstanceUID, ds.SeriesInstanceUID = generate_uid(), generate_uid()
     ds.PatientName, ds.PatientID, ds.Modality, ds.FrameTime = 'Doe^Jane', 'P000', 'US', 1000/fps
     ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
     for k, v in tags.items(): setattr(ds, k, v)
-    if 'SOPClassUID' in tags: ds.file_meta.MediaStorageSOPClassUID = ds.SOPClassUID
-    if 'SOPInstanceUID' in tags: ds.file_meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
+    ds.file_meta.MediaStorageSOPClassUID, ds.file_meta.MediaStorageSOPInstanceUID = ds.SOPClassUID, ds.SOPInstanceUID
     return ds
 
 # %% ../nbs/99_test_utils.ipynb #d6092faf

@@ -7,7 +7,7 @@ __all__ = ['layer_id', 'param_groups', 'warmup_cosine', 'amp_setup', 'save_check
            'check_compatible', 'data_card', 'Trainer', 'card_config', 'wandb_mode', 'run_trainer', 'echonet_ef_train']
 
 # %% ../nbs/06_train.ipynb #f92f021b
-import os, sys, re, math, time, json, shutil, random, signal, hashlib, warnings, contextlib
+import os, sys, re, math, time, json, shutil, random, signal, hashlib, warnings, contextlib, threading
 from pathlib import Path
 from typing import Optional, Union
 import numpy as np, pandas as pd, torch, yaml
@@ -95,14 +95,12 @@ def save_checkpoint(path, # the NEW checkpoint folder to write (it must not exis
                     model, opt, sched, scaler, # training objects (`scaler` may be None)
                     state:dict, # JSON-able training state (step, epoch, config, history, ...)
                     extra:Optional[dict]=None, # model metadata for `save_model`
-                    save_fn=None # `save_fn(model, folder, extra)` writes the model into the checkpoint folder
-                                 # (default: `save_model` into `folder/'model'`)
+                    save_fn=None # `save_fn(model, folder, extra)` writes the model (default: `save_model` to folder/model)
                    )->Path:
     "Write a full training checkpoint to the new folder `path`, atomically"
-    cuda_rng = torch.cuda.get_rng_state_all() if torch.cuda.is_available() else []
     trainer = dict(optimizer=opt.state_dict(), scheduler=sched.state_dict(),
-                   scaler=scaler.state_dict() if scaler is not None else {},
-                   torch_rng=torch.get_rng_state(), cuda_rng=cuda_rng)
+                   scaler=scaler.state_dict() if scaler is not None else {}, torch_rng=torch.get_rng_state(),
+                   cuda_rng=torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [])
     with atomic_dir(path) as tmp:
         (save_fn or (lambda m, f, e: save_model(m, f/'model', e)))(model, tmp, extra)
         torch.save(trainer, tmp/'trainer.pt')
@@ -116,8 +114,7 @@ def load_checkpoint(path)->tuple: # (state dict, trainer dict)
     for f in ('state.json', 'trainer.pt', 'model/config.json'):
         if not (path/f).is_file(): raise CheckpointError(f"{path}: not a training checkpoint (no {f})")
     try: trainer = torch.load(path/'trainer.pt', map_location='cpu', weights_only=True)
-    except Exception as e:
-        raise CheckpointError(f"{path/'trainer.pt'}: unreadable ({first_line(e)})") from None
+    except Exception as e: raise CheckpointError(f"{path/'trainer.pt'}: unreadable ({first_line(e)})") from None
     return json.loads((path/'state.json').read_text()), trainer
 
 # %% ../nbs/06_train.ipynb #055d27c7
@@ -125,11 +122,6 @@ class TrainingError(EchoNetError, RuntimeError):
     "Training cannot go on (e.g. the loss keeps being non-finite)"
 
 _DIVERGED = "lower optim.lr_head/optim.lr_backbone or set train.amp=fp32"
-
-# %% ../nbs/06_train.ipynb #47be0547
-def _dist_info()->tuple:
-    "(rank, world_size, local_rank) from torchrun's environment"
-    return int(os.environ.get('RANK', 0)), int(os.environ.get('WORLD_SIZE', 1)), int(os.environ.get('LOCAL_RANK', 0))
 
 # %% ../nbs/06_train.ipynb #dd6c5193
 def _arch(cfg:dict)->dict:
@@ -146,20 +138,14 @@ def check_compatible(saved:dict, cfg:Config, ckpt):
             raise CheckpointError(f"{ckpt}: checkpoint was trained with {k}={a[k]!r}, but this config has {k}={b[k]!r}")
 
 # %% ../nbs/06_train.ipynb #1903a9f3
-def _split_counts(root)->tuple: # ({split: rows with an EF}, {split: rows without})
-    "The rows of `root`'s FileList.csv with and without an EF, per split"
-    df = read_filelist(root, check_videos=False, labels=False)
-    lab = df.EF.notna()
-    return ({s: int((lab & (df.Split == s)).sum()) for s in SPLITS},
-            {s: int((~lab & (df.Split == s)).sum()) for s in SPLITS})
-
 def data_card(root # the data folder (EchoNet-Dynamic layout, or a folder of videos without FileList.csv)
              )->dict:
     "Model card data: folder name, labelled videos per split, TRAIN/VAL videos without EF, FileList hash, synthetic"
     root, videos, unlabelled, sha = Path(root), {}, 0, None
     if (root/'FileList.csv').is_file():
-        videos, unl = _split_counts(root)
-        unlabelled = unl['TRAIN'] + unl['VAL']                # the rows training leaves out
+        df = read_filelist(root, check_videos=False, labels=False)
+        videos = {s: int((df.EF.notna() & (df.Split == s)).sum()) for s in SPLITS}
+        unlabelled = int((df.EF.isna() & df.Split.isin(['TRAIN', 'VAL'])).sum())   # the rows training leaves out
         sha = hashlib.sha256((root/'FileList.csv').read_bytes()).hexdigest()[:16]
     return dict(folder=root.resolve().name, videos=videos, unlabelled=unlabelled, filelist_sha256=sha,
                 synthetic=owner_of(root) == 'echonet_ef_synth')
@@ -178,13 +164,16 @@ class Trainer:
                  quiet:bool=False # no progress bar
                 ):
         self.cfg, self.out, self.quiet = cfg, Path(out), quiet
-        self.rank, self.world, self.local_rank = _dist_info()
+        self.rank, self.world, self.local_rank = (int(os.environ.get(k, d)) for k, d in   # torchrun's environment
+                                                  (('RANK', 0), ('WORLD_SIZE', 1), ('LOCAL_RANK', 0)))
         self.is_main = self.rank == 0
         self._lock, self._saved_step, self.closed = contextlib.ExitStack(), None, False
         self.interrupted, self.wb = None, None
         try: self._build(resume, overwrite)
-        except BaseException:
-            self.close(); raise
+        except BaseException: self.close(); raise
+
+    def __enter__(self): return self
+    def __exit__(self, *exc): self.close()
 
 # %% ../nbs/06_train.ipynb #bc519944
 @patch
@@ -209,21 +198,21 @@ def _setup_dist(self:Trainer):
     if dev.type == 'cuda' and self.world > 1: dev = torch.device('cuda', self.local_rank); torch.cuda.set_device(dev)
     self.device = dev
 
-# %% ../nbs/06_train.ipynb #7ed404af
 @patch
-def _take_lock(self:Trainer):
-    "Lock `out` for this Trainer (process 0) and claim it for the Trainer's command"
-    try:
-        self._lock.enter_context(lock_folder(self.out, self.command))
-    except OSError as e: raise EchoNetError(f"{self.out}: output folder is not writable ({e.strerror or e})") from None
+def _reduce(self:Trainer, v:float, op:str='SUM')->float:
+    "`v` reduced over the processes with `dist.ReduceOp.<op>` (`v` itself in a single process)"
+    if self.world == 1: return v
+    t = torch.tensor([float(v)], device=self.device); dist.all_reduce(t, op=getattr(dist.ReduceOp, op))
+    return t.item()
 
 # %% ../nbs/06_train.ipynb #b9955a9f
 @patch
 def _lock_out(self:Trainer):
-    "Take the lock on `out` (process 0); every process raises if it could not be taken"
+    "Lock `out` and claim it for the Trainer's command (process 0); every process raises if that failed"
     err = None
     if self.is_main:
-        try: self._take_lock()
+        try: self._lock.enter_context(lock_folder(self.out, self.command))
+        except OSError as e: err = EchoNetError(f"{self.out}: output folder is not writable ({e.strerror or e})")
         except EchoNetError as e: err = e
     if self.world > 1:
         msg = [str(err) if err is not None else None]; dist.broadcast_object_list(msg, src=0)
@@ -237,32 +226,17 @@ def close(self:Trainer):
     self.closed = True
     self._lock.close()
 
-@patch
-def __enter__(self:Trainer):
-    "The Trainer itself; `close` is called at the end of the `with` block"
-    return self
-
-@patch
-def __exit__(self:Trainer, *exc):
-    "Release the output folder"
-    self.close()
-
 # %% ../nbs/06_train.ipynb #da421e1a
-def _holds_run(out:Path)->bool:
-    return (out/'config.yaml').exists() or (out/RUN_STATE).exists() or bool(step_checkpoints(out))
-
 @patch
 def _setup_out(self:Trainer, resume, overwrite):
     "Check `out` and find the checkpoint to resume from (`self.ckpt`), before anything is written"
-    out, cfg = self.out, self.cfg
+    out = self.out
     self.ckpt = None
     if resume:
         self.ckpt = latest_checkpoint(out) if resume is True else Path(resume)
-        if self.ckpt is None:
-            raise CheckpointError(f"{out}: no checkpoint to resume from (no checkpoints/model_step_<N>)")
-        saved, _ = load_checkpoint(self.ckpt)
-        check_compatible(saved['config'], cfg, self.ckpt)
-    elif _holds_run(out) and not overwrite:
+        if self.ckpt is None: raise CheckpointError(f"{out}: no checkpoint to resume from (no checkpoints/model_step_<N>)")
+        check_compatible(load_checkpoint(self.ckpt)[0]['config'], self.cfg, self.ckpt)
+    elif not overwrite and ((out/'config.yaml').exists() or (out/RUN_STATE).exists() or step_checkpoints(out)):
         raise EchoNetError(f"{out}: already holds a run (config.yaml, {RUN_STATE}, checkpoints/); "
                            "pass --resume to continue it or --overwrite to replace it")
     if self.world > 1: dist.barrier()  # every process has checked `out` before process 0 writes to it
@@ -289,8 +263,7 @@ def _build_parts(self:Trainer):
     self.opt = torch.optim.AdamW(self._param_groups(), betas=tuple(cfg.optim.betas),
                                  fused=self.device.type in ('cpu', 'cuda'))  # one kernel: ~8× the for-loop on a CPU
     o, t = cfg.optim, cfg.train.max_steps
-    self.sched = torch.optim.lr_scheduler.LambdaLR(self.opt,
-                                                   lambda s: warmup_cosine(s, t, o.warmup_frac, o.min_lr_frac))
+    self.sched = torch.optim.lr_scheduler.LambdaLR(self.opt, lambda s: warmup_cosine(s, t, o.warmup_frac, o.min_lr_frac))
     self.scaler = torch.amp.GradScaler('cuda') if use_scaler else None
     self._build_loss()
     self.tfm = DeviceClipTransform.from_config(cfg.data)   # uint8 clips -> model input, on the device
@@ -314,11 +287,8 @@ def _build_data(self:Trainer):
 
 @patch
 def _build_model(self:Trainer)->nn.Module:
-    "The `EchoNetRegressor` of the config"
-    cfg = self.cfg
-    model = build_model(cfg.model, image_size=cfg.data.size, num_frames=cfg.data.clip_len)
-    if cfg.model.gradient_checkpointing: model.set_gradient_checkpointing(True)
-    return model
+    "The `EchoNetRegressor` of the config (with `model.gradient_checkpointing`, as `build_model` applies it)"
+    return build_model(self.cfg.model, image_size=self.cfg.data.size, num_frames=self.cfg.data.clip_len)
 
 @patch
 def _param_groups(self:Trainer)->list:
@@ -447,8 +417,7 @@ def _micro_batches(self:Trainer):
     while True:
         dl.sampler.set_epoch(self.state['epoch'], self.state['batch']*dl.batch_size)
         dl.dataset.epoch = self.state['epoch']
-        for b in dl:
-            yield b
+        yield from dl
         self.state['epoch'] += 1; self.state['batch'] = 0
 
 # %% ../nbs/06_train.ipynb #26130b0a
@@ -469,17 +438,12 @@ def _accumulate(self:Trainer, batches)->tuple:
         b = next(batches)
         self.state['batch'] += 1
         if b is None: continue
-        ctx = self.ddp.no_sync() if (self.ddp is not None and i < acc-1) else contextlib.nullcontext()
-        with ctx:
+        with self.ddp.no_sync() if (self.ddp is not None and i < acc-1) else contextlib.nullcontext():
             loss = self._forward_loss(b)
             if not torch.isfinite(loss): finite = False
-            l = loss / acc
-            (self.scaler.scale(l) if self.scaler else l).backward()
+            (self.scaler.scale(loss / acc) if self.scaler else loss / acc).backward()
         tot += loss.item(); n += 1
-    if self.ddp is not None:
-        flag = torch.tensor([float(finite)], device=self.device)
-        dist.all_reduce(flag, op=dist.ReduceOp.MIN); finite = bool(flag.item())
-    return tot, n, finite
+    return tot, n, bool(self._reduce(finite, 'MIN'))
 
 # %% ../nbs/06_train.ipynb #535fe7f9
 @patch
@@ -589,7 +553,6 @@ def wandb_mode(mode:str='auto', # auto, online, offline or disabled (`train.wand
 @patch
 def _init_wandb(self:Trainer):
     "Start W&B logging on process 0 as `wandb_mode` says; warn and go on without it if it fails"
-    self.wb = None
     mode = wandb_mode(self.cfg.train.wandb)
     if not self.is_main or mode == 'disabled': return
     try:
@@ -597,8 +560,7 @@ def _init_wandb(self:Trainer):
         self.wb = wandb.init(project=self.cfg.train.wandb_project, dir=str(self.out), mode=mode,
                              config=config_dict(self.cfg), resume='allow', id=self._wandb_id(),
                              settings=wandb.Settings(silent=True))
-    except Exception as e:
-        warnings.warn(f"W&B logging off: {str(e).splitlines()[0] if str(e) else type(e).__name__}"); self.wb = None
+    except Exception as e: warnings.warn(f"W&B logging off: {first_line(e)}")
 
 @patch
 def _wandb_id(self:Trainer)->str:
@@ -640,15 +602,11 @@ def plot_curves(self:Trainer)->Optional[Path]:
     return self.out/'loss_curve.png'
 
 # %% ../nbs/06_train.ipynb #36274a5a
-def _main_thread()->bool:
-    "Whether this is the main thread (the only one that may install signal handlers)"
-    import threading; return threading.current_thread() is threading.main_thread()
-
 @contextlib.contextmanager
 def _stop_on_signal(t:Trainer):
     "While the block runs, SIGTERM and SIGINT only set `t._signal`; a second signal raises KeyboardInterrupt"
     t._signal = None
-    if not _main_thread(): yield; return
+    if threading.current_thread() is not threading.main_thread(): yield; return   # only it may set handlers
     def handler(sig, frame):
         if t._signal is not None: raise KeyboardInterrupt
         t._signal = sig
@@ -661,10 +619,7 @@ def _stop_on_signal(t:Trainer):
 @patch
 def _signalled(self:Trainer)->Optional[int]:
     "The signal received by any process since the run started, or None"
-    sig = self._signal or 0
-    if self.world > 1:
-        t = torch.tensor([sig], device=self.device); dist.all_reduce(t, op=dist.ReduceOp.MAX); sig = int(t.item())
-    return sig or None
+    return int(self._reduce(self._signal or 0, 'MAX')) or None
 
 # %% ../nbs/06_train.ipynb #f8b25368
 @patch
@@ -676,21 +631,15 @@ def fit(self:Trainer, callback=None # called as callback(trainer) after every op
     try:
         self._init_wandb()
         with _stop_on_signal(self): self._loop(callback)
-        if self.interrupted and self.is_main: self._report_interrupt()
+        if self.interrupted and self.is_main:   # where the checkpoint is, and how to continue
+            ck = self.out/'checkpoints'/f"model_step_{self.state['step']}"
+            print(f"{self.state['stopped']}: checkpoint {ck} saved; continue with --resume", file=sys.stderr)
         self.plot_curves()
         if self.ddp is not None: self._check_sync()
     finally:
         if self.wb is not None: self.wb.finish()
         self.close()
     return self.state
-
-# %% ../nbs/06_train.ipynb #096b2235
-@patch
-def _report_interrupt(self:Trainer):
-    "Say on stderr which signal stopped the run, where its checkpoint is, and how to continue"
-    step = self.state['step']
-    print(f"interrupted by {signal.Signals(self.interrupted).name} at step {step}: "
-          f"checkpoint {self.out/'checkpoints'/f'model_step_{step}'} saved; continue with --resume", file=sys.stderr)
 
 # %% ../nbs/06_train.ipynb #0d5fab53
 @patch
@@ -707,17 +656,11 @@ def _loop(self:Trainer, callback=None):
             seen += c.grad_accum*self.cfg.data.batch_size*self.world
             if loss is not None: self._after_step(loss, bar, t0, seen)
             if callback is not None: callback(self)
-            if (sig := self._signalled()): self._stop_for(sig); break
+            if (sig := self._signalled()):   # the run ends at this step boundary, with its checkpoint
+                self.interrupted, st['stopped'] = sig, f"interrupted by {signal.Signals(sig).name} at step {st['step']}"
+                if self._saved_step != st['step']: self.save()
+                break
     finally: bar.close()
-
-# %% ../nbs/06_train.ipynb #11ecfdeb
-@patch
-def _stop_for(self:Trainer, sig:int):
-    "Record that signal `sig` ends the run and save a checkpoint of this step"
-    st = self.state
-    self.interrupted = sig
-    st['stopped'] = f"interrupted by {signal.Signals(sig).name} at step {st['step']}"
-    if self._saved_step != st['step']: self.save()
 
 # %% ../nbs/06_train.ipynb #30f78ce3
 @patch
@@ -739,8 +682,7 @@ def _step_row(self:Trainer, loss, bar, t0, seen)->dict:
     lrs = [g['lr'] for g in self.opt.param_groups]
     bar.update(1)
     bar.set_postfix(loss=f"{loss:.2f}", lr=f"{lrs[-1]:.1e}", clips_s=f"{seen/max(1e-9, time.time()-t0):.1f}")
-    if self.world > 1:
-        lt = torch.tensor([loss], device=self.device); dist.all_reduce(lt); loss = lt.item()/self.world
+    loss = self._reduce(loss) / self.world   # the mean over the processes
     bb = [g['lr'] for g in self.opt.param_groups if g['name'].startswith('backbone')] or [math.nan]
     return dict(step=self.state['step'], epoch=self.state['epoch'], train_loss=loss, lr_backbone=max(bb),
                 lr_head=lrs[-1], clips_per_s=seen/max(1e-9, time.time()-t0))
@@ -749,12 +691,8 @@ def _step_row(self:Trainer, loss, bar, t0, seen)->dict:
 @patch
 def _over_budget(self:Trainer, t0:float)->bool:
     "Whether the `max_minutes` budget since `t0` is spent (on any process)"
-    c = self.cfg.train
-    budget = c.max_minutes is not None and time.time() - t0 > 60*c.max_minutes
-    if self.world > 1 and c.max_minutes is not None:
-        bt = torch.tensor([float(budget)], device=self.device)
-        dist.all_reduce(bt, op=dist.ReduceOp.MAX); budget = bool(bt.item())
-    return budget
+    m = self.cfg.train.max_minutes
+    return m is not None and bool(self._reduce(time.time() - t0 > 60*m, 'MAX'))
 
 # %% ../nbs/06_train.ipynb #c915e2bc
 @patch
@@ -781,9 +719,7 @@ def _check_sync(self:Trainer):
     if self.is_main: print(f"parameters in sync across {self.world} processes (checksum {parts[0].item():.6f})")
 
 # %% ../nbs/06_train.ipynb #503133d1
-def _train_summary(st:dict, # the final state of a run
-                   out # its output folder
-                  )->str:
+def _train_summary(st:dict, out)->str:
     "The line `echonet_ef_train` prints when a run ends"
     done = f"{st['stopped'] or 'finished'}: {st['step']} steps"
     if st['best_mae'] is None: return done

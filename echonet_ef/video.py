@@ -59,8 +59,8 @@ def check_file(path, max_mb:float=MAX_MB)->Path:
 # %% ../nbs/00b_video.ipynb #44afca73
 NATIVE_SIZE = 112
 
-def _open_video(path):
-    path = check_file(path)
+def _open_video(path, max_mb:float=MAX_MB):
+    path = check_file(path, max_mb)
     cap = cv2.VideoCapture(str(path))
     if not cap.isOpened(): raise DataError(f"{path}: not a readable video (OpenCV cannot open it)")
     return path, cap
@@ -80,10 +80,8 @@ def video_info(path # a video file
     return dict(n_frames=n, fps=fps if fps > 0 else 50.0, height=frame.shape[0], width=frame.shape[1], codec=fourcc)
 
 # %% ../nbs/00b_video.ipynb #722e490a
-def _to_rgb(frame, path, size):
-    if frame.ndim == 2: frame = np.repeat(frame[..., None], 3, axis=2)
-    elif frame.shape[2] == 1: frame = np.repeat(frame, 3, axis=2)
-    else: frame = cv2.cvtColor(frame, cv2.COLOR_BGR2RGB)
+def _to_rgb(frame, size):
+    frame = cv2.cvtColor(frame, cv2.COLOR_GRAY2RGB if frame.ndim == 2 or frame.shape[2] == 1 else cv2.COLOR_BGR2RGB)
     if size is not None and frame.shape[:2] != (size, size):
         frame = cv2.resize(frame, (size, size), interpolation=cv2.INTER_AREA)
     return frame
@@ -99,10 +97,10 @@ def read_frames(path, # a video file
     try:
         want = np.unique(idxs)
         if n_frames is None: n_frames = int(cap.get(cv2.CAP_PROP_FRAME_COUNT))
-        if len(want) and want[0] > 0: cap.set(cv2.CAP_PROP_POS_FRAMES, int(want[0]))
-        pos = int(cap.get(cv2.CAP_PROP_POS_FRAMES)) if len(want) and want[0] > 0 else 0
-        if pos > want[0]: cap.set(cv2.CAP_PROP_POS_FRAMES, 0); pos = 0  # a seek that overshot: read from the start
-        got, first_shape = {}, None
+        pos, got = 0, {}
+        if len(want) and want[0] > 0:
+            cap.set(cv2.CAP_PROP_POS_FRAMES, int(want[0])); pos = int(cap.get(cv2.CAP_PROP_POS_FRAMES))
+            if pos > want[0]: cap.set(cv2.CAP_PROP_POS_FRAMES, 0); pos = 0  # a seek that overshot: read from the start
         for i in want:
             while pos < i:
                 if not cap.grab(): break
@@ -111,12 +109,9 @@ def read_frames(path, # a video file
             if not ok or frame is None:
                 raise DataError(f"{path}: truncated or corrupt video: frame {i} of {n_frames} cannot be decoded")
             pos += 1
-            if first_shape is None:
-                first_shape = frame.shape
-                if size is not None and frame.shape[:2] != (size, size):
-                    warnings.warn(f"{path}: frames are {frame.shape[1]}×{frame.shape[0]}, "
-                                  f"not {size}×{size}; resizing")
-            got[i] = _to_rgb(frame, path, size)
+            if not got and size is not None and frame.shape[:2] != (size, size):
+                warnings.warn(f"{path}: frames are {frame.shape[1]}×{frame.shape[0]}, not {size}×{size}; resizing")
+            got[i] = _to_rgb(frame, size)
     finally: cap.release()
     if not got: raise DataError(f"{path}: no frames requested")
     return np.stack([got[i] for i in idxs])
@@ -171,10 +166,8 @@ def write_avi(path,             # destination .avi file
 
 # %% ../nbs/00b_video.ipynb #da40a3b5
 def video_fourcc(path)->str:
-    "The four-character codec code OpenCV reports for the video at `path`"
-    cap = cv2.VideoCapture(str(path))
-    try: return int(cap.get(cv2.CAP_PROP_FOURCC)).to_bytes(4, 'little').decode('ascii', 'replace')
-    finally: cap.release()
+    "The four-character codec code OpenCV reports for the video at `path` (`video_info`'s codec)"
+    return video_info(path)['codec']
 
 # %% ../nbs/00b_video.ipynb #d12f75b0
 TIMEOUT = 120.0       # default limit on the decoding time (seconds)
@@ -267,11 +260,10 @@ def _collect(frames, # iterator of uint8 frames, (H, W, 3) RGB or (H, W) grey
                 source_size=list(src), overlay=None if native else ov.mask(shape[:2]))
 
 # %% ../nbs/00b_video.ipynb #0e6b0c64
-def _cv2_header(path)->dict: # n_frames, fps, height, width
+def _cv2_header(path, max_mb:float=MAX_MB)->dict: # n_frames, fps, height, width
     "Frame count, frame rate and frame size that the container of the video at `path` declares"
-    cap = cv2.VideoCapture(str(path))
+    path, cap = _open_video(path, max_mb)
     try:
-        if not cap.isOpened(): raise DataError(f"{path}: not a readable video (OpenCV cannot open it)")
         fps = cap.get(cv2.CAP_PROP_FPS)
         return dict(n_frames=max(0, int(cap.get(cv2.CAP_PROP_FRAME_COUNT))), fps=fps if fps > 0 else 50.0,
                     height=int(cap.get(cv2.CAP_PROP_FRAME_HEIGHT)), width=int(cap.get(cv2.CAP_PROP_FRAME_WIDTH)))
@@ -292,7 +284,7 @@ def read_cv2_video(path, max_frames:int=MAX_FRAMES, timeout:float=TIMEOUT, max_m
                    min_frames:int=MIN_FRAMES # the fewest frames the caller can use
                   )->dict: # `_collect`'s dict with fps, notes, region (None) and format
     "Frames at the working size, colour maps, FPS and notes of a video OpenCV reads, under the limits"
-    hd = _cv2_header(path)
+    hd = _cv2_header(path, max_mb)
     check_video_header(path, hd['n_frames'], hd['height'], hd['width'], max_mb, max_frames, min_frames)
     v = _collect(_cv2_frames(path), path, max_frames, timeout, max_mb, n_hint=hd['n_frames'])
     n = len(v['frames'])
@@ -497,8 +489,7 @@ def read_dicom_video(path, max_frames:int=MAX_FRAMES, timeout:float=TIMEOUT, max
             raise DataError(f"{path}: DICOM pixel data cannot be decoded: no decoder for {ts} is installed "
                             "(pydicom's pylibjpeg or gdcm plugins add them)") from None
         raise DataError(f"{path}: DICOM pixel data cannot be decoded ({first_line(e)})") from None
-    timing = (None if h['fps_src'] != 'default (no frame timing in the DICOM)'
-              else 'no frame timing in the DICOM: assumed 50 fps')
+    timing = 'no frame timing in the DICOM: assumed 50 fps' if h['fps_src'].startswith('default') else None
     notes = [n for n in (h['region_note'], timing) if n]
     return dict(v, fps=h['fps'], notes=notes, region=h['region'], format='dicom')
 
@@ -542,13 +533,10 @@ def find_sector(grey:np.ndarray, # (T, H, W) uint8 frames
     std, mx = temporal_maps(grey)
     if exclude is not None: std, mx = np.where(exclude, 0, std), np.where(exclude, 0, mx)
     k = np.ones((max(3, min(grey.shape[1:3]) // 100 | 1),)*2, np.uint8)
-    pix = std > min_std
-    region, how = _largest_region(cv2.morphologyEx(pix.astype(np.uint8), cv2.MORPH_OPEN, k)), 'moving pixels'
-    if region is None:
-        pix = mx > bright
+    for pix, how in ((std > min_std, 'moving pixels'), (mx > bright, 'bright pixels (no motion)')):
         region = _largest_region(cv2.morphologyEx(pix.astype(np.uint8), cv2.MORPH_OPEN, k))
-        how = 'bright pixels (no motion)'
-    if region is None: return None, 'no moving or bright region'
+        if region is not None: break
+    else: return None, 'no moving or bright region'
     mask = _hull(pix & (cv2.dilate(region.astype(np.uint8), k, iterations=2) > 0))
     if mask.mean() > max_fill:
         return None, f"the image fills {mask.mean():.0%} of the picture, with no dark background around a sector"
@@ -613,10 +601,6 @@ def to_echonet(grey:np.ndarray, # (T, H, W) uint8 frames
 MAX_COLOUR_PICTURE = 0.5   # a picture coloured over more than this fraction, with no sector, is not an echo
 MIN_MOVING = 0.01          # a picture with no sector where less than this fraction moves is not an echo
 
-def _colour(chroma, where, thresh:int=COLOUR_SPREAD)->float:
-    "Fraction of the pixels `where` whose colour channels differ by more than `thresh` in some frame"
-    return float((chroma[where] > thresh).mean()) if where.any() else 0.0
-
 def _refuse_non_echo(path, frames:np.ndarray, info:dict):
     "Raise a `DataError` if `frames` have no ultrasound sector and are mostly colour or still"
     if info['sector_found']: return
@@ -634,10 +618,6 @@ def _blob_colour(chroma:np.ndarray, where:np.ndarray)->float:
     return float(blobs[where].mean()) if where.any() else 0.0
 
 # %% ../nbs/00b_video.ipynb #8b83c8f0
-def _region_box(region, sx:float, sy:float)->tuple:
-    "A region (x0, y0, x1, y1) in the source's pixels, at the working size"
-    return region[0]*sx, region[1]*sy, region[2]*sx, region[3]*sy
-
 def load_clinical_video(path, # an AVI/MP4/… video or a DICOM cine loop
                         max_mb:float=MAX_MB, # limit on the file size and on its uncompressed pixel data (MB)
                         max_frames:int=MAX_FRAMES, # frame count limit
@@ -659,7 +639,8 @@ def load_clinical_video(path, # an AVI/MP4/… video or a DICOM cine loop
     if frames.ndim == 4:   # already 112×112: EchoNet-style
         fg = frames.max(0).max(-1) >= BLACK_LEVEL
         info.update(preprocessing='none (112×112 input)', sector='passthrough', overlay_fraction=0.0,
-                    sector_found=bool(0.05 < 1 - fg.mean() and fg.mean() > 0.01), colour_fraction=_colour(chroma, fg))
+                    sector_found=bool(0.05 < 1 - fg.mean() and fg.mean() > 0.01),
+                    colour_fraction=float((chroma[fg] > COLOUR_SPREAD).mean()) if fg.any() else 0.0)
         _refuse_non_echo(path, frames, info)
         return frames, fps, info
     sy, sx = v['scale']
@@ -667,7 +648,7 @@ def load_clinical_video(path, # an AVI/MP4/… video or a DICOM cine loop
     coloured = chroma > COLOUR_SPREAD
     mask = np.zeros((h, w), bool)
     if v['region'] is not None:
-        rbox = _region_box(v['region'], sx, sy)
+        rbox = tuple(c*s for c, s in zip(v['region'], (sx, sy, sx, sy)))   # the region at the working size
         x0, y0, x1, y1 = int(rbox[0]), int(rbox[1]), min(w, math.ceil(rbox[2])), min(h, math.ceil(rbox[3]))
         sub, how = find_sector(frames[:, y0:y1, x0:x1], exclude=coloured[y0:y1, x0:x1])
         if sub is None:
@@ -691,9 +672,9 @@ def load_clinical_video(path, # an AVI/MP4/… video or a DICOM cine loop
         else: mask, box = sub, sector_box(sub, temporal_maps(frames)[1])
     ov = v['overlay'] if how == 'moving pixels' else v['overlay'] & coloured    # a still loop is all "burned in"
     square = echonet_square(box)
-    info.update(preprocessing='greyscale, overlays filled in, EchoNet square of the sector, mask, resize'
-                if overlays else 'greyscale, EchoNet square of the sector, mask, resize',
-                crop=[round(square[0]/sx), round(square[1]/sy), round(square[2]/sx), round(square[3]/sy)],
+    info.update(preprocessing=f"greyscale, {'overlays filled in, ' if overlays else ''}EchoNet square of the sector, "
+                "mask, resize",
+                crop=[round(c/s) for c, s in zip(square, (sx, sy, sx, sy))],
                 colour_fraction=_blob_colour(chroma, mask), overlay_fraction=float(ov[mask].mean()))
     if maps: info['maps'] = dict(frames=frames, sector=mask, overlay=ov, square=square, scale=(sy, sx))
     _refuse_non_echo(path, frames, info)
