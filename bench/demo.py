@@ -4,14 +4,15 @@ Run: `python bench/demo.py [--out DIR] [--n_videos 1200] [--seed 0]`.
 It runs `echonet_ef_demo --out DIR` in a subprocess (the command the README gives, in a fresh output folder: default a
 temporary one, removed afterwards) and times it from start to exit. It then reads the demo's `metrics.json`: TEST MAE
 against the mean predictor (always predicting the training mean EF), RMSE, R², the AUC for EF < 40 %, and the 90 %
-interval's coverage and mean width. Writes `bench/results/demo.json`; the last line is `RESULT minutes=... mae=...`.
+interval's coverage and mean width, Spearman's rho of its spread against |error| and the selective-prediction area
+(`interval_quality`). Writes `bench/results/demo.json`; the last line is `RESULT minutes=... mae=...`.
 """
 import argparse, json, os, shutil, subprocess, sys, tempfile, time
 from pathlib import Path
 from echonet_ef.results import save_results
 
-KEYS = ('mae', 'baseline_mae', 'mae_ratio', 'rmse', 'r2', 'auc_ef40', 'coverage', 'mean_width', 'train_steps',
-        'train_minutes', 'total_minutes', 'n')
+KEYS = ('mae', 'baseline_mae', 'mae_ratio', 'rmse', 'r2', 'auc_ef40', 'coverage', 'mean_width', 'spearman_width_error',
+        'selective_area', 'selective_mae_80', 'method', 'train_steps', 'train_minutes', 'total_minutes', 'n')
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split('\n')[0])

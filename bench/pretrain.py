@@ -55,7 +55,7 @@ def dataset(a)->Path:
         fl['Split'] = np.random.default_rng(0).permutation(['TRAIN']*(a.labelled + a.unlabelled) + ['VAL']*a.val
                                                            + ['TEST']*a.test)
         fl.to_csv(Path(d)/'FileList_all.csv', index=False)
-    return cached(f'bench-pretrain-{a.labelled}-{a.unlabelled}-{a.val}-{a.test}', build, key='v1')
+    return cached(f'bench-pretrain-{a.labelled}-{a.unlabelled}-{a.val}-{a.test}', build, key='v2')
 
 def labelled_view(data:Path, out:Path, k:int)->Path:
     "A dataset folder whose FileList labels only the first `k` TRAIN videos (the rest keep an empty EF)"
@@ -108,7 +108,7 @@ def main():
     ap.add_argument('--labelled', type=int, default=150); ap.add_argument('--unlabelled', type=int, default=500)
     ap.add_argument('--test', type=int, default=250); ap.add_argument('--val', type=int, default=100)
     ap.add_argument('--seeds', type=int, default=2)
-    ap.add_argument('--pt-steps', type=int, default=1200); ap.add_argument('--ft-steps', type=int, default=600)
+    ap.add_argument('--pt-steps', type=int, default=1000); ap.add_argument('--ft-steps', type=int, default=600)
     ap.add_argument('--curve', default='50,150,400')
     ap.add_argument('--runs', default='/tmp/echonet_ef_bench_pretrain')
     a = ap.parse_args()

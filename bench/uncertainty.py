@@ -143,7 +143,7 @@ def dataset(world:str, n:int)->Path:
             tr = pd.read_csv(Path(d)/'Difficulty.csv')
             tr['Split'] = tr.FileName.map(dict(zip(fl.FileName, fl.Split)))
             tr.to_csv(Path(d)/'Difficulty.csv', index=False)
-    return cached(f'bench-uncertainty-{world}-{n}', build, key='v2')
+    return cached(f'bench-uncertainty-{world}-{n}', build, key='v3')
 
 def train(data, out, steps, seed=0, variance=False):
     "The demo's model trained `steps` steps on `data` (variance head and beta-NLL if `variance`); its run folder"
@@ -199,14 +199,18 @@ def main():
         tabs[('oracle', 'truth')] = tuple(base[s].assign(EF_std=np.hypot(known(base[s]), own)) for s in ('VAL', 'TEST'))
     print(f"evaluated ({clips} clips): {time.perf_counter()-t:.0f} s", flush=True)
     df = compare(tabs, truth)
+    fl = pd.read_csv(data/'FileList.csv')
+    mean_mae = float((base['TEST'].EF - fl[fl.Split == 'TRAIN'].EF.mean()).abs().mean())  # always the TRAIN mean
+    df['mae_ratio'] = df.mae/mean_mae
     best = best_method(df)
     df['aim'] = [meets_aim(r) for r in df.to_dict('records')]
-    cols = ['model', 'method', 'mae', 'coverage_80', 'coverage_90', 'coverage_95', 'mean_width', 'narrower', 'rho',
+    cols = ['model', 'method', 'mae', 'mae_ratio', 'coverage_80', 'coverage_90', 'coverage_95', 'mean_width', 'narrower', 'rho',
             'rho_lo', 'rho_hi', 'sel_area'] + [c for c in ('rho_label_sd', 'cov_q_poor', 'cov_q_middle', 'cov_q_good')
                                                 if c in df] + ['aim']
     cats = ['model', 'method'] + [c for c in df if c.startswith('cov_') and not c.startswith('cov_q')]
     print(f"\n{a.videos} {a.world} videos ({df.n_val[0]} VAL, {df.n_test[0]} TEST), {a.steps} steps per run, "
-          f"{clips} clips per video; widths and rho of the calibrated 90 % interval\n")
+          f"{clips} clips per video; widths and rho of the calibrated 90 % interval; mae_ratio: MAE over the MAE of "
+          f"always predicting the TRAIN mean ({mean_mae:.2f})\n")
     print(df[cols].round(3).to_markdown(index=False))
     print('\n90 % coverage per true EF category (TEST):\n')
     print(df[cats].round(2).to_markdown(index=False))
@@ -217,7 +221,7 @@ def main():
     save_fig(plot(df, f'{a.world} world: calibrated 90 % intervals on TEST'), fig)
     res = {f"{r.model}_{r.method}_{k}": getattr(r, k) for r in df.itertuples()
            for k in ('rho', 'rho_lo', 'rho_hi', 'coverage_90', 'mean_width', 'sel_area')}
-    save_results(name, dict(res, best=best, n_test=int(df.n_test[0]), minutes=(time.perf_counter()-t0)/60),
+    save_results(name, dict(res, best=best, n_test=int(df.n_test[0]), mean_mae=mean_mae, minutes=(time.perf_counter()-t0)/60),
                  df, args=vars(a), figure=f'nbs/images/{name}.png')
     print('RESULT best=' + best + ' ' + ' '.join(f"{r.model}/{r.method}: rho={r.rho:.3f} cov90={r.coverage_90:.3f} "
                                                  f"width={r.mean_width:.2f}" for r in df.itertuples()))

@@ -87,7 +87,7 @@ def claim_output(out:Path, # the demo's output folder, held with `lock_folder`
     return Path(out)
 
 # %% ../nbs/10_demo.ipynb #00fa91b1
-DEMO_WORLD = 'realistic'   # per-video difficulty (`draw_difficulty`): some videos are far harder than others
+DEMO_WORLD = 'clean'   # or 'realistic' (`draw_difficulty`), where the demo's model stays near the mean
 
 def _dataset(out:Path, n_videos:int, seed:int, quiet:bool)->pd.DataFrame:
     "The demo's dataset in `out/data`: reused if it is the one of this size, seed and world, else written"

@@ -212,7 +212,7 @@ def degrade(hp:dict, look:dict, # from `heart_params` and `echo_look`, changed i
             rng:np.random.Generator, # the video's difficulty generator
             sz:int=SIZE):
     "Make the heart `hp` and its look `look` as hard to see as `quality` says"
-    bad = 1 - quality
+    bad = (1 - quality)**3        # most videos barely touched, the poor tail (quality < 0.35) hard to read
     lv = hp['levels'] = dict(hp['levels'])
     lv['blood'] += 0.75*bad**1.3*(lv['wall'] - lv['blood'])      # cavity clutter: lower endocardial contrast
     lv['wall'] -= 0.25*bad*(lv['wall'] - lv['tissue'])

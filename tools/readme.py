@@ -1,4 +1,4 @@
-"Write README.md from nbs/index.ipynb without Quarto (markdown cells verbatim, visible code cells as code blocks, the\nstored Markdown output of `#| echo: false` cells, which render measured results from bench/results/)."
+"Write README.md from nbs/index.ipynb without Quarto (markdown cells verbatim but for image paths, visible code cells as code blocks, the\nstored Markdown output of `#| echo: false` cells, which render measured results from bench/results/)."
 import json, sys
 from pathlib import Path
 
@@ -8,7 +8,7 @@ def render(nb_path):
     for c in nb['cells']:
         src = ''.join(c['source']).strip()
         if not src: continue
-        if c['cell_type'] == 'markdown': out.append(src)
+        if c['cell_type'] == 'markdown': out.append(src.replace('](images/', '](nbs/images/'))   # README sits above nbs/
         elif c['cell_type'] == 'code' and src.startswith('#| echo: false'):
             md = [''.join(o['data']['text/markdown']) for o in c.get('outputs', []) if 'text/markdown' in o.get('data', {})]
             if not md: sys.exit(f"FAIL: a results cell of nbs/index.ipynb has no stored Markdown output (run python tools/run_nbs.py --file_re '^index')")
