@@ -99,7 +99,7 @@ def plot_curve(curve:pd.DataFrame, mean_mae:float):
     ax.axhline(mean_mae, color='0.6', ls=':', label='mean predictor')
     ax.set(xlabel='labelled TRAIN videos', ylabel='TEST MAE (EF points)', xscale='log',
            title='label efficiency (synthetic, realistic world)')
-    ax.set_xticks(sorted(curve.labelled.unique())); ax.set_xticklabels(sorted(curve.labelled.unique()))
+    ax.set_xticks(sorted(curve.labelled.unique())); ax.set_xticklabels(sorted(curve.labelled.unique())); ax.minorticks_off()
     ax.legend(fontsize=8); fig.tight_layout()
     return fig
 

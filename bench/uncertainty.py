@@ -220,7 +220,7 @@ def main():
     fig = RESULTS_DIR.parent.parent/'nbs'/'images'/f'{name}.png'     # shown by the docs, the README and 07_evaluate
     save_fig(plot(df, f'{a.world} world: calibrated 90 % intervals on TEST'), fig)
     res = {f"{r.model}_{r.method}_{k}": getattr(r, k) for r in df.itertuples()
-           for k in ('rho', 'rho_lo', 'rho_hi', 'coverage_90', 'mean_width', 'sel_area')}
+           for k in ('rho', 'rho_lo', 'rho_hi', 'coverage_90', 'mean_width', 'sel_area', 'mae')}
     save_results(name, dict(res, best=best, n_test=int(df.n_test[0]), mean_mae=mean_mae, minutes=(time.perf_counter()-t0)/60),
                  df, args=vars(a), figure=f'nbs/images/{name}.png')
     print('RESULT best=' + best + ' ' + ' '.join(f"{r.model}/{r.method}: rho={r.rho:.3f} cov90={r.coverage_90:.3f} "
