@@ -94,11 +94,12 @@ def plot(df:pd.DataFrame, title:str):
     fig, (a1, a2) = plt.subplots(1, 2, figsize=(11, 4.5))
     for i, r in enumerate(df.itertuples()):
         lab, c = f'{r.model}: {r.method}', f'C{i}'
-        a1.errorbar(r.mean_width, 0 if r.rho != r.rho else r.rho, yerr=None if r.rho != r.rho else
-                    [[r.rho - r.rho_lo], [r.rho_hi - r.rho]], fmt='o', color=c, capsize=3)
-        a1.annotate(lab, (r.mean_width, 0 if r.rho != r.rho else r.rho), fontsize=7, xytext=(4, 3),
-                    textcoords='offset points')
+        if r.rho == r.rho:      # a constant band ranks nothing: its width is marked on the axis instead
+            a1.errorbar(r.mean_width, r.rho, yerr=[[r.rho - r.rho_lo], [r.rho_hi - r.rho]], fmt='o', color=c, capsize=3)
+            a1.annotate(lab, (r.mean_width, r.rho), fontsize=7, xytext=(4, 3), textcoords='offset points')
+        else: a1.axvline(r.mean_width, color=c, ls=':', lw=1, label=f'{lab} (width)')
         a2.plot(SELECTIVE_KEEP, r.curve, '-' if r.method != 'constant' else ':', color=c, label=lab)
+    a1.legend(fontsize=7, loc='lower right')
     a1.axhline(0.3, color='0.6', ls=':', lw=1); a1.axhline(0, color='0.8', lw=0.8)
     a1.set(xlabel='mean width of the calibrated 90% interval (EF points)', ylabel='Spearman ρ(spread, |error|)',
            title=title)
