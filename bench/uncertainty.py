@@ -14,7 +14,7 @@ Spearman rho(spread, |error|) with a bootstrap 95 % CI (the method's ranking; Na
 tercile and per EF category, and selective prediction (the MAE of the videos kept when the widest are set aside;
 `sel_area` is its mean over kept fractions 0.2-1.0, divided by the MAE of all: 1 = no better than chance;
 `interval_quality` computes rho and the selective-prediction figures, as `echonet_ef_evaluate` reports them).
-Writes `bench/results/uncertainty[_clean].json` and the figure `nbs/images/uncertainty[_clean].png`. The trainings run side by side, one per core (`--jobs`, default all cores; each on one thread, so the results do not
+Writes `bench/results/uncertainty[_clean][_TAG].json` and the figure `nbs/images/uncertainty[_clean][_TAG].png`. The trainings run side by side, one per core (`--jobs`, default all cores; each on one thread, so the results do not
 depend on it): 16 minutes on 2 cores, about 40 on one.
 `python bench/uncertainty.py --check` checks the comparison itself on simulated predictions, in seconds.
 """
@@ -167,6 +167,7 @@ def main():
     ap.add_argument('--runs', default='/tmp/echonet_ef_bench_uncertainty', help="where the trained runs go")
     ap.add_argument('--reuse', action='store_true', help="use the runs an earlier call left in --runs")
     ap.add_argument('--check', action='store_true', help="only check the comparison on simulated predictions")
+    ap.add_argument('--tag', default='', help="results as `uncertainty[_WORLD]_TAG` (a run of other settings)")
     a = ap.parse_args()
     if a.check: return check()
     torch.set_num_threads(1); warnings.filterwarnings('ignore')
@@ -223,7 +224,7 @@ def main():
     print(df[cats].round(2).to_markdown(index=False))
     print(f"\nbest by the rule (narrower than its own constant band, highest rho): {best}; meets the aim: "
           f"{', '.join(f'{r.model}/{r.method}' for r in df.itertuples() if r.aim) or 'none'}")
-    name = 'uncertainty' if a.world == 'realistic' else f'uncertainty_{a.world}'
+    name = ('uncertainty' if a.world == 'realistic' else f'uncertainty_{a.world}') + (f'_{a.tag}' if a.tag else '')
     fig = RESULTS_DIR.parent.parent/'nbs'/'images'/f'{name}.png'     # shown by the docs, the README and 07_evaluate
     save_fig(plot(df, f'{a.world} world: calibrated 90 % intervals on TEST'), fig)
     res = {f"{r.model}_{r.method}_{k}": getattr(r, k) for r in df.itertuples()
