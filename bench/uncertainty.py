@@ -1,6 +1,7 @@
 """Benchmark: does a per-video interval follow the error? Each uncertainty method against its own model's constant band.
 
-Run: `python bench/uncertainty.py [--world realistic] [--videos 1200] [--steps 1500] [--k 3] [--clips 8] [--jobs N]`
+Run: `python bench/uncertainty.py [--world realistic] [--videos 1200] [--steps 1500] [--k 3] [--clips 8] [--jobs N]
+[--config YAML] [--tag TAG]`
 and the control `python bench/uncertainty.py --world clean --k 2`.
 A synthetic EchoNet-format dataset (`make_dataset`, seed 1) of the chosen world, split TRAIN/VAL/TEST 1/2, 1/4, 1/4
 (1200 videos: 600/300/300), and the demo's model (configs/demo.yaml, `--steps` steps) trained K times with weighted
@@ -26,7 +27,7 @@ from pathlib import Path
 import numpy as np, pandas as pd, torch
 import matplotlib; matplotlib.use('Agg')
 import matplotlib.pyplot as plt
-from echonet_ef.core import RUN_STATE, find_model, z_value
+from echonet_ef.core import RUN_STATE, find_model, z_value, load_config
 from echonet_ef.data import cpu_cores
 from echonet_ef.demo import demo_config
 from echonet_ef.synthetic import make_dataset
@@ -148,13 +149,15 @@ def dataset(world:str, n:int)->Path:
             tr.to_csv(Path(d)/'Difficulty.csv', index=False)
     return cached(f'bench-uncertainty-{world}-{n}', build, key='v3')
 
-def train(data, out, steps, seed=0, variance=False):
-    "The demo's model trained `steps` steps on `data` (variance head and beta-NLL if `variance`); its run folder"
-    torch.set_num_threads(1); warnings.filterwarnings('ignore')
+def train(data, out, steps, seed=0, variance=False, config=None):
+    "The demo's model (or `config`'s) trained `steps` steps on `data` (variance head and beta-NLL if `variance`); its run"
+    warnings.filterwarnings('ignore')
     ov = [f'train.max_steps={steps}', f'train.val_every={max(1, steps//3)}', f'train.seed={seed}',
-          'train.max_minutes=null', 'train.keep_last=1', 'data.num_workers=0', 'train.threads=1']
+          'train.max_minutes=null', 'train.keep_last=1']
     if variance: ov += ['model.variance=true', 'loss.name=beta_nll', 'loss.beta=0.5']
-    with Trainer(demo_config(str(data), ov), out, quiet=True, overwrite=True) as t: t.fit()
+    if config: cfg = load_config(config, [f'data.root={data}', *ov])
+    else: torch.set_num_threads(1); cfg = demo_config(str(data), ov + ['data.num_workers=0', 'train.threads=1'])
+    with Trainer(cfg, out, quiet=True, overwrite=True) as t: t.fit()
     return out
 
 def main():
@@ -163,7 +166,9 @@ def main():
     ap.add_argument('--videos', type=int, default=1200); ap.add_argument('--steps', type=int, default=1500)
     ap.add_argument('--k', type=int, default=3); ap.add_argument('--clips', default='8')
     ap.add_argument('--samples', type=int, default=30)
-    ap.add_argument('--jobs', type=int, default=cpu_cores(), help="trainings run side by side, one core each")
+    ap.add_argument('--jobs', type=int, default=None, help="trainings side by side (default: one per core for the demo's "
+                    "model, one at a time with --config)")
+    ap.add_argument('--config', default=None, help="a training config (e.g. for a larger model on a GPU) instead of the demo's")
     ap.add_argument('--runs', default='/tmp/echonet_ef_bench_uncertainty', help="where the trained runs go")
     ap.add_argument('--reuse', action='store_true', help="use the runs an earlier call left in --runs")
     ap.add_argument('--check', action='store_true', help="only check the comparison on simulated predictions")
@@ -178,8 +183,9 @@ def main():
     print(f"data: {a.videos} {a.world} videos ({time.perf_counter()-t0:.0f} s)", flush=True)
     jobs = [(f'seed{i}', i, False) for i in range(a.k)] + [('variance', 0, True)]
     models = {name: runs/name for name, *_ in jobs}
-    todo = [(data, runs/name, a.steps, seed, var) for name, seed, var in jobs
+    todo = [(data, runs/name, a.steps, seed, var, a.config) for name, seed, var in jobs
             if not (a.reuse and (runs/name/RUN_STATE).is_file())]
+    a.jobs = a.jobs or (1 if a.config else cpu_cores())
     t = time.perf_counter()     # one process per training, each on one core: the results do not depend on --jobs
     with ProcessPoolExecutor(max(1, min(a.jobs, len(todo) or 1)), mp_context=mp.get_context('spawn')) as ex:
         for out in ex.map(train, *zip(*todo)) if todo else []:
