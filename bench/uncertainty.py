@@ -15,8 +15,10 @@ Spearman rho(spread, |error|) with a bootstrap 95 % CI (the method's ranking; Na
 tercile and per EF category, and selective prediction (the MAE of the videos kept when the widest are set aside;
 `sel_area` is its mean over kept fractions 0.2-1.0, divided by the MAE of all: 1 = no better than chance;
 `interval_quality` computes rho and the selective-prediction figures, as `echonet_ef_evaluate` reports them).
-Writes `bench/results/uncertainty[_clean][_TAG].json` and the figure `nbs/images/uncertainty[_clean][_TAG].png`. The trainings run side by side, one per core (`--jobs`, default all cores; each on one thread, so the results do not
-depend on it): 16 minutes on 2 cores, about 40 on one.
+Writes `bench/results/uncertainty[_clean][_TAG].json` and the figure `nbs/images/uncertainty[_clean][_TAG].png`.
+The trainings run side by side, one per core (`--jobs`, default all cores; each on one thread, so the results do not
+depend on it): 16 minutes on 2 cores, about 40 on one. `--config YAML` trains another model (e.g. a larger one on a
+GPU) in place of the demo's, one training at a time unless `--jobs` says otherwise.
 `python bench/uncertainty.py --check` checks the comparison itself on simulated predictions, in seconds.
 """
 import argparse, os, time, warnings, multiprocessing as mp
