@@ -152,7 +152,7 @@ def dataset(world:str, n:int)->Path:
     return cached(f'bench-uncertainty-{world}-{n}', build, key='v3')
 
 def train(data, out, steps, seed=0, variance=False, config=None):
-    "The demo's model (or `config`'s) trained `steps` steps on `data` (variance head and beta-NLL if `variance`); its run"
+    "The demo's model (or `config`'s) trained `steps` steps on `data` (variance head, beta-NLL if `variance`); its run"
     warnings.filterwarnings('ignore')
     ov = [f'train.max_steps={steps}', f'train.val_every={max(1, steps//3)}', f'train.seed={seed}',
           'train.max_minutes=null', 'train.keep_last=1']
@@ -168,9 +168,9 @@ def main():
     ap.add_argument('--videos', type=int, default=1200); ap.add_argument('--steps', type=int, default=1500)
     ap.add_argument('--k', type=int, default=3); ap.add_argument('--clips', default='8')
     ap.add_argument('--samples', type=int, default=30)
-    ap.add_argument('--jobs', type=int, default=None, help="trainings side by side (default: one per core for the demo's "
-                    "model, one at a time with --config)")
-    ap.add_argument('--config', default=None, help="a training config (e.g. for a larger model on a GPU) instead of the demo's")
+    ap.add_argument('--jobs', type=int, default=None,
+                    help="trainings side by side (default: one per core for the demo's model, one with --config)")
+    ap.add_argument('--config', default=None, help="a training config (a larger model on a GPU) instead of the demo's")
     ap.add_argument('--runs', default='/tmp/echonet_ef_bench_uncertainty', help="where the trained runs go")
     ap.add_argument('--reuse', action='store_true', help="use the runs an earlier call left in --runs")
     ap.add_argument('--check', action='store_true', help="only check the comparison on simulated predictions")
