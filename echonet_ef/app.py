@@ -43,22 +43,20 @@ def dark_fraction(frames:np.ndarray, # (T, H, W, 3) or (T, H, W) uint8 frames as
     dark = g <= np.quantile(g[:, sector], q)
     return (dark & sector).sum((1, 2)) / sector.sum()
 
-# %% ../nbs/09_app.ipynb #36dcb376
+# %% ../nbs/09_app.ipynb #7f6936de
 CATEGORY_COLOURS = {'reduced': '#d6604d', 'mildly reduced': '#fdb863', 'normal': '#5aae61', 'hyperdynamic': '#4393c3'}
 
-# %% ../nbs/09_app.ipynb #7f6936de
 def _pct(v)->float: return round(min(max(float(v), 0.), 100.), 2)
 
 def ef_band_html(ef:float, # the estimate (%)
                  low:float, high:float # its interval (%)
                 )->str: # an HTML fragment
     "An EF scale from 0 to 100 % coloured by clinical category, with `ef` marked and [`low`, `high`] shaded"
-    seg = lambda n, lo, hi, rng: (f'<div title="{n}: {html.escape(rng)}" style="position:absolute;left:{_pct(lo)}%;'
-                                  f'width:{round(_pct(hi)-_pct(lo), 2)}%;height:100%;'
-                                  f'background:{CATEGORY_COLOURS[n]}"></div>')
-    band = ''.join(seg(n, lo, hi, rng) for n, (lo, hi, rng) in CLINICAL_CATEGORIES.items())
-    band += (f'<div class="ef-interval" style="position:absolute;left:{_pct(low)}%;'
-             f'width:{round(_pct(high)-_pct(low), 2)}%;top:25%;height:50%;background:rgba(0,0,0,.35)"></div>'
+    box = lambda attr, lo, hi, style: (f'<div {attr} style="position:absolute;left:{_pct(lo)}%;'
+                                       f'width:{round(_pct(hi)-_pct(lo), 2)}%;{style}"></div>')   # from lo to hi
+    band = ''.join(box(f'title="{n}: {html.escape(rng)}"', lo, hi, f'height:100%;background:{CATEGORY_COLOURS[n]}')
+                   for n, (lo, hi, rng) in CLINICAL_CATEGORIES.items())
+    band += (box('class="ef-interval"', low, high, 'top:25%;height:50%;background:rgba(0,0,0,.35)') +
              f'<div class="ef-mark" style="position:absolute;left:{_pct(ef)}%;'
              f'width:3px;margin-left:-1px;top:-3px;bottom:-3px;background:#000"></div>')
     ticks = ''.join(f'<span style="position:absolute;left:{v}%;transform:translateX(-50%)">{v}</span>'
@@ -136,7 +134,6 @@ def upload_kind(head:bytes # the first bytes of a file (132 or more, to see a DI
     if head[:4] in (b'\x1aE\xdf\xa3', b'\x00\x00\x01\xba', b'\x00\x00\x01\xb3'): return 'video'  # MKV, WebM; MPEG
     return None
 
-# %% ../nbs/09_app.ipynb #b1c2d3e4
 def check_upload(name:str, # the file name the browser sent
                  content:bytes, # the file's content
                  max_mb:float=MAX_MB # limit on the size (MB)
@@ -169,11 +166,9 @@ class EFPredictorApp:
         store_attr()
         self.model = self.loaded = self.calibrated_by = self.fl = self.folder = self.error = self.traceback = None
         self.status, self.history = 'no model loaded', []
-        self._clear_state(); self._build()
+        self._build(); self._show_nothing()
         if str(checkpoint) and Path(checkpoint).exists(): self.load_model()
         if str(data) and Path(data).exists(): self.open_folder()
-
-    def _clear_state(self): self.result = self.frames = self.source = self.true_ef = None; self._att = {}
 
 # %% ../nbs/09_app.ipynb #22929073
 @patch
@@ -186,8 +181,7 @@ def _build(self:EFPredictorApp):
     self.upload = W.FileUpload(multiple=False, description='Video or DICOM', layout=lay('180px'))
     self.folder_box = W.Text(value=str(self.data), description='Dataset',
                              placeholder='folder with FileList.csv and Videos/', layout=lay('420px'))
-    self.open_btn = W.Button(description='Open', icon='folder-open')
-    self.video_dd = W.Dropdown(options=[], layout=lay('320px'))
+    self.open_btn, self.video_dd = W.Button(description='Open', icon='folder-open'), W.Dropdown(layout=lay('320px'))
     self.predict_btn = W.Button(description='Predict', button_style='primary', icon='heartbeat')
     opts = [('1 clip (centred)', 1), ('4 clips', 4), ('all clips', 'all')]
     extra = [] if self.clips in (1, 4, 'all') else [(f'{self.clips} clips', self.clips)]
@@ -195,21 +189,15 @@ def _build(self:EFPredictorApp):
     self.progress, self.status_lbl = W.IntProgress(value=0, min=0, max=3, layout=lay('160px')), W.Label(self.status)
     self.message, self.summary, self.flags = W.HTML(), W.HTML(), W.HTML()
     self.frame_img, self.plot = W.Image(format='png', width=224, height=224), W.Image(format='png', layout=lay('700px'))
-    self.slider = W.IntSlider(value=0, min=0, max=0, description='Frame', continuous_update=True)
-    self.frame_lbl = W.Label()
+    self.slider, self.frame_lbl = W.IntSlider(value=0, min=0, max=0, description='Frame'), W.Label()
     self.play = W.Play(value=0, min=0, max=0, interval=40); W.jslink((self.play, 'value'), (self.slider, 'value'))
-    self._connect(); self._layout()
-
-# %% ../nbs/09_app.ipynb #53e8eea2
-@patch
-def _connect(self:EFPredictorApp):
     self.load_btn.on_click(lambda _: self.load_model())
     self.open_btn.on_click(lambda _: self.open_folder())
     self.predict_btn.on_click(lambda _: self.predict_picked())
     self.upload.observe(lambda ch: self.handle_upload(ch['new']), 'value')
     self.slider.observe(lambda ch: self.show_frame(ch['new']), 'value')
+    self._layout()
 
-# %% ../nbs/09_app.ipynb #67da1414
 @patch
 def _layout(self:EFPredictorApp):
     H, V = widgets.HBox, widgets.VBox
@@ -219,12 +207,19 @@ def _layout(self:EFPredictorApp):
                      H([self.upload, widgets.HTML('&nbsp;or&nbsp;'), self.folder_box, self.open_btn]),
                      H([self.video_dd, self.predict_btn]), H([self.clips_dd, self.progress, self.status_lbl]),
                      self.message, H([self.clip_box, V([self.summary, self.flags])]), self.plot])
-    self._show_pictures(False)
 
 @patch
 def _show_pictures(self:EFPredictorApp, on:bool):
     "Show the clip and the attention plot, or hide them while they are empty"
     self.clip_box.layout.display = self.plot.layout.display = None if on else 'none'
+
+@patch
+def _show_nothing(self:EFPredictorApp):
+    self.result = self.frames = self.source = self.true_ef = None; self._att = {}
+    self.summary.value = self.flags.value = self.frame_lbl.value = ''
+    self.plot.value = self.frame_img.value = b''
+    self.play.value = self.slider.value = 0; self.play.max = self.slider.max = 0
+    self._show_pictures(False)
 
 # %% ../nbs/09_app.ipynb #1da6e237
 @patch
@@ -237,7 +232,6 @@ def _set_status(self:EFPredictorApp, text:str, style:str='', step:Optional[int]=
 def _controls(self:EFPredictorApp, on:bool):
     for w in (self.load_btn, self.open_btn, self.predict_btn, self.upload, self.clips_dd): w.disabled = not on
 
-# %% ../nbs/09_app.ipynb #e081bf18
 @patch
 def _fail(self:EFPredictorApp, msg:str, tb:Optional[str]=None):
     self.error, self.traceback = msg, tb
@@ -246,11 +240,11 @@ def _fail(self:EFPredictorApp, msg:str, tb:Optional[str]=None):
                           f'{html.escape(msg)}{det}</div>')
     self._set_status('error', 'danger', 3)
 
-# %% ../nbs/09_app.ipynb #551b1b11
 @patch
 @contextlib.contextmanager
-def _work(self:EFPredictorApp, what:str):
-    "Run the block as one job: busy state, then `done` or the error in the widget; never raises an `Exception`"
+def _work(self:EFPredictorApp, what:str, clear:bool=False):
+    "Run the block as one job (the results emptied first if `clear`): busy, then `done` or the error; never raises"
+    if clear: self._show_nothing()
     self.error = self.traceback = None; self.message.value = ''
     self._controls(False); self._set_status(f"busy: {what}", 'info', 0)
     try: yield
@@ -294,15 +288,6 @@ def load_model(self:EFPredictorApp, path=None, # model, checkpoint, run, evaluat
                                                                   model.calibration_note)
         self._set_status(f"done: model loaded from {folder}", 'success', 3)
 
-# %% ../nbs/09_app.ipynb #2e0183d2
-@patch
-def _show_nothing(self:EFPredictorApp):
-    self._clear_state()
-    self.summary.value = self.flags.value = self.frame_lbl.value = ''
-    self.plot.value = self.frame_img.value = b''
-    self.play.value = self.slider.value = 0; self.play.max = self.slider.max = 0
-    self._show_pictures(False)
-
 # %% ../nbs/09_app.ipynb #af76055d
 @patch
 def _predict(self:EFPredictorApp, path, source:str, true_ef:Optional[float]=None):
@@ -316,7 +301,6 @@ def _predict(self:EFPredictorApp, path, source:str, true_ef:Optional[float]=None
     ood = ' (unusual video: see the flags)' if r['ood'] else ''
     self._set_status(f"done: {source}: EF {r['ef']:.1f}%{ood}", 'success', 3)
 
-# %% ../nbs/09_app.ipynb #33cc313f
 @patch
 def predict_file(self:EFPredictorApp, path, # a video or DICOM file
                  source:Optional[str]=None, # the name to show (default: the file name)
@@ -324,8 +308,7 @@ def predict_file(self:EFPredictorApp, path, # a video or DICOM file
                 ):
     "Predict the file at `path` and show the clip, the result, the flags and the attention plot"
     source = source or Path(path).name
-    self._show_nothing()
-    with self._work(f"reading {source}"): self._predict(path, source, true_ef)
+    with self._work(f"reading {source}", clear=True): self._predict(path, source, true_ef)
 
 # %% ../nbs/09_app.ipynb #38549aca
 @patch
@@ -338,7 +321,6 @@ def _show(self:EFPredictorApp, r:dict, frames:np.ndarray, source:str, true_ef:Op
     self.play.interval = max(20, int(1000/(r['fps'] or 50)))
     self.show_frame(0); self._show_pictures(True)
 
-# %% ../nbs/09_app.ipynb #75180953
 @patch
 def show_frame(self:EFPredictorApp, i:int # frame index
               ):
@@ -350,9 +332,6 @@ def show_frame(self:EFPredictorApp, i:int # frame index
     self.frame_lbl.value = f"frame {i+1}/{len(self.frames)} · {i/(self.result['fps'] or 50):.2f} s{att}"
 
 # %% ../nbs/09_app.ipynb #e73db6d3
-def _video_label(name:str, ef:float, split:str)->str:
-    return f"{name} · {split}" if math.isnan(ef) else f"{name} · EF {ef:.1f} · {split}"
-
 @patch
 def open_folder(self:EFPredictorApp, folder=None # dataset folder; default: the folder box
                ):
@@ -362,47 +341,38 @@ def open_folder(self:EFPredictorApp, folder=None # dataset folder; default: the 
         if not folder: raise DataError("enter a dataset folder (holding FileList.csv and Videos/)")
         fl = read_filelist(folder, check_videos=False, labels=False)
         self.fl, self.folder = fl, Path(folder)
-        self.video_dd.options = [(_video_label(r.FileName, r.EF, r.Split), r.FileName) for r in fl.itertuples()]
+        ef = lambda r: '' if math.isnan(r.EF) else f"EF {r.EF:.1f} · "
+        self.video_dd.options = [(f"{r.FileName} · {ef(r)}{r.Split}", r.FileName) for r in fl.itertuples()]
         self.video_dd.value = fl.FileName.iloc[0] if len(fl) else None
         n = int(fl.EF.isna().sum())
         self._set_status(f"done: {len(fl)} videos in {folder}" + (f", {n} without EF" if n else ''), 'success', 3)
 
-# %% ../nbs/09_app.ipynb #3459b97c
 @patch
 def predict_picked(self:EFPredictorApp):
     "Predict the video chosen in the dataset list"
     name = self.video_dd.value
-    self._show_nothing()
-    with self._work(f"reading {name}"):
+    with self._work(f"reading {name}", clear=True):
         if self.fl is None or name is None: raise DataError("open a dataset folder and choose a video first")
         ef = float(self.fl.EF[self.fl.FileName == name].iloc[0])
         self._predict(path_inside(self.folder/'Videos', f"{name}.avi"), f"{name}.avi", None if math.isnan(ef) else ef)
 
-# %% ../nbs/09_app.ipynb #908a61c5
-def _upload_files(value)->list:
-    "The files of a FileUpload value as dicts with name and content (ipywidgets 8 tuple or 7 dict)"
-    if isinstance(value, dict):
-        return [dict(v.get('metadata', {}), name=k, content=v['content']) for k, v in value.items()]
-    return list(value or ())
-
 # %% ../nbs/09_app.ipynb #930f0ca2
 @patch
-def handle_upload(self:EFPredictorApp, value # `FileUpload.value`
+def handle_upload(self:EFPredictorApp, value # `FileUpload.value`: a tuple of dicts, or a dict by name (ipywidgets 7)
                  ):
     "Predict an uploaded video or DICOM, written to a temporary folder; refuse what cannot be one"
-    files = _upload_files(value)
-    if not files: return
-    f = files[-1]; content = f.get('content') or b''
-    self._show_nothing()
-    with self._work(f"receiving {f.get('name')}"):
+    if isinstance(value, dict): value = [dict(name=k, content=v['content']) for k, v in value.items()]
+    if not value: return
+    f = value[-1]; content = f.get('content') or b''
+    with self._work(f"receiving {f.get('name')}", clear=True):
         name = check_upload(f.get('name', ''), content, self.max_mb)
         with tempfile.TemporaryDirectory(prefix='echonet_upload_') as d:
             p = Path(d)/name; p.write_bytes(content)
             try: self._predict(p, name)
             except EchoNetError as e: raise type(e)(str(e).replace(str(p), name)) from None   # not the temporary name
-    if value: self.upload.value = ()
+    self.upload.value = ()
 
-# %% ../nbs/09_app.ipynb #e7f8a9b2
+# %% ../nbs/09_app.ipynb #e7f8a9b6
 APP_NOTEBOOK = 'echonet_ef_app.ipynb'
 
 def app_notebook(folder, # a folder the caller owns
@@ -417,18 +387,6 @@ def app_notebook(folder, # a folder the caller owns
     save_json(nb, Path(folder)/APP_NOTEBOOK)
     return Path(folder)/APP_NOTEBOOK
 
-# %% ../nbs/09_app.ipynb #e7f8a9b5
-def _port_free(port:int)->bool:
-    with socket.socket() as s:
-        try: s.bind(('127.0.0.1', port)); return True
-        except OSError: return False
-
-def _stop(proc, grace:float=10):
-    "Stop `proc`: SIGTERM, then SIGKILL after `grace` s (nothing if it has ended)"
-    proc.terminate()
-    try: proc.wait(grace)
-    except subprocess.TimeoutExpired: proc.kill(); proc.wait()
-
 def _app_args(checkpoint, data, calibration)->dict:
     "The app's arguments as absolute paths, the checkpoint and the calibration checked"
     if not Path(checkpoint).exists():
@@ -439,8 +397,6 @@ def _app_args(checkpoint, data, calibration)->dict:
     data = str(Path(data).resolve()) if data and Path(data).exists() else ''
     return dict(checkpoint=str(Path(checkpoint).resolve()), data=data,
                 calibration=str(Path(calibration).resolve()) if calibration else None)
-
-# %% ../nbs/09_app.ipynb #e7f8a9b6
 @cli
 def echonet_ef_app(checkpoint:str='demo_run', # model, checkpoint, run, evaluation or demo folder
                    data:str='demo_run/data', # dataset folder to pick videos from (opened if it exists)
@@ -452,7 +408,9 @@ def echonet_ef_app(checkpoint:str='demo_run', # model, checkpoint, run, evaluati
     try: import voila
     except ImportError: raise ConfigError("the app needs Voilà, which is not installed: pip install voila") from None
     port = check_range('--port', port, 1, 65535, integer=True)
-    if not _port_free(port): raise ConfigError(f"--port {port} is in use: choose another with --port N")
+    with socket.socket() as s:
+        try: s.bind(('127.0.0.1', port))
+        except OSError: raise ConfigError(f"--port {port} is in use: choose another with --port N") from None
     kw = _app_args(checkpoint, data, calibration)
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))          # so that the clean-up below runs
     with tempfile.TemporaryDirectory(prefix='echonet_ef_app_') as d:
@@ -462,5 +420,8 @@ def echonet_ef_app(checkpoint:str='demo_run', # model, checkpoint, run, evaluati
         print(f"EF predictor app: http://localhost:{port}/  (Ctrl-C stops it)", flush=True)
         proc = subprocess.Popen(args, cwd=d, stdin=subprocess.DEVNULL)
         try: rc = proc.wait()
-        finally: _stop(proc)
+        finally:                                                     # SIGTERM, then SIGKILL after 10 s
+            proc.terminate()
+            try: proc.wait(10)
+            except subprocess.TimeoutExpired: proc.kill(); proc.wait()
     if rc: sys.exit(rc)

@@ -14,7 +14,7 @@ import numpy as np, pandas as pd
 from fastcore.script import Param, store_true
 from tqdm.auto import tqdm
 from .core import *
-from .video import (NATIVE_SIZE, MAX_MB, MAX_FRAMES, TIMEOUT, MIN_FRAMES, check_file, is_dicom, open_dicom,
+from .video import (NATIVE_SIZE, MAX_MB, MAX_FRAMES, TIMEOUT, MIN_FRAMES, check_file, open_dicom,
                               load_clinical_video, write_avi, video_info)
 
 # %% ../nbs/02b_convert.ipynb #18196495
@@ -34,11 +34,7 @@ def hash_split(key:str, # a SOP Instance UID, or a Patient ID to keep a patient'
 def dicom_ids(path, max_mb:float=MAX_MB, max_frames:int=MAX_FRAMES, min_frames:int=MIN_FRAMES
              )->dict: # sop (SOP Instance UID), patient (Patient ID or None)
     "The SOP Instance UID and Patient ID of the DICOM cine at `path`, from its checked header"
-    path = check_file(path, max_mb)
-    try: dicom = is_dicom(path)
-    except OSError as e: raise DataError(f"{path}: cannot be read ({e.strerror or first_line(e)})") from None
-    if not dicom: raise DataError(f"{path}: not a DICOM file (no DICM preamble)")
-    h, _ = open_dicom(path, max_frames, max_mb, min_frames, pixels=False)
+    h, _ = open_dicom(check_file(path, max_mb), max_frames, max_mb, min_frames, pixels=False)
     if not h['sop']: raise DataError(f"{path}: DICOM has no SOP Instance UID")
     return dict(sop=h['sop'], patient=h['patient'])
 
@@ -71,10 +67,8 @@ def find_inputs(inputs:list, # files or folders
                 unreadable:Optional[list]=None # gets (folder, reason) for each folder that cannot be read
                )->list: # (path, path relative to the input it was found in, as a posix string)
     "Every file in `inputs`, folders searched recursively, in a fixed order"
-    outr, found = None if out is None else Path(out).resolve(), []
-    def _unreadable(e:OSError):
-        if unreadable is not None:
-            unreadable.append((Path(e.filename), f"folder cannot be read ({e.strerror or first_line(e)})"))
+    outr, found, unreadable = None if out is None else Path(out).resolve(), [], [] if unreadable is None else unreadable
+    def _unreadable(e): unreadable.append((Path(e.filename), f"folder cannot be read ({e.strerror or first_line(e)})"))
     for inp in map(Path, inputs):
         if not inp.is_dir(): found.append((inp, inp.name)); continue
         here = []
@@ -84,22 +78,21 @@ def find_inputs(inputs:list, # files or folders
         found += sorted(here, key=lambda x: x[1])
     return found
 
-# %% ../nbs/02b_convert.ipynb #d361dc08
+# %% ../nbs/02b_convert.ipynb #cdded5e4
 def _convert_one(job:tuple # (source path, destination .avi or None to only check that it reads, limits dict)
                 )->tuple: # ('ok', row dict, {} when only checked) or ('skip', reason)
     "Convert one DICOM cine to an EchoNet AVI; never raises"
     src, dest, limits = job
     try:
-        frames, fps, info = load_clinical_video(src, **limits)
+        frames, fps, _ = load_clinical_video(src, **limits)
         if dest is None: return 'ok', {}
         write_avi(dest, np.ascontiguousarray(frames), fps)
         vi = video_info(dest)
         return 'ok', dict(FPS=round(vi['fps'], 3), NumberOfFrames=vi['n_frames'], FrameHeight=vi['height'],
-                          FrameWidth=vi['width'], notes=info['notes'])
+                          FrameWidth=vi['width'])
     except EchoNetError as e: return 'skip', str(e)
     except Exception as e: return 'skip', f"{src}: unexpected error ({type(e).__name__}: {first_line(e)})"
 
-# %% ../nbs/02b_convert.ipynb #cdded5e4
 def _convert_cine(job:tuple # (the paths of the copies of one cine, destination .avi or None to only check, limits)
                  )->tuple: # (index of the copy converted or None, its row or None, [(path, reason)] of the others)
     "Convert the first copy of a cine that converts; the other copies are duplicates if they decode, else skipped"
@@ -111,9 +104,6 @@ def _convert_cine(job:tuple # (the paths of the copies of one cine, destination 
         elif row is None: src, row = i, r
         else: skips.append((p, f"{p}: duplicate: the same cine (SOP Instance UID) as {paths[src]}"))
     return src, row, skips
-
-# %% ../nbs/02b_convert.ipynb #12eea7f7
-CONVERT = 'echonet_ef_convert'   # the command whose sentinel marks a converted dataset's folder
 
 # %% ../nbs/02b_convert.ipynb #e640cea0
 def _read_converted(out:Path)->pd.DataFrame:
@@ -140,12 +130,6 @@ def _merge(old:pd.DataFrame, # the FileList an earlier run wrote
     return pd.DataFrame([rows[k] for k in keep], columns=FILELIST_COLUMNS), len(rows) - len(keep)
 
 # %% ../nbs/02b_convert.ipynb #ad0426e0
-def _label(labels:Optional[dict], ids:dict, rel:str, path:Path)->float:
-    "The EF `labels` give the cine with identifiers `ids` found as `rel` at `path`, or NaN"
-    if labels is None: return float('nan')
-    keys = [ids['sop']] if labels['key'] == 'SOPInstanceUID' else [rel, path.as_posix(), path.resolve().as_posix()]
-    return next((labels['ef'][k] for k in keys if k in labels['ef']), float('nan'))
-
 def _pool_map(fn, jobs:list, workers:int, progress:bool):
     "Yield (job index, `fn(job)`) for `jobs`, in a pool of `workers` processes (1: here), with a progress bar"
     bar = tqdm(total=len(jobs), desc='converting', unit='cine', disable=not progress or None, leave=False)
@@ -186,10 +170,12 @@ def _scan(inputs:list, out:Path, skip, progress:bool, **limits)->dict: # video n
     return cands
 
 def _row(name:str, r:dict, lab:Optional[dict], split_by_patient:bool)->dict:
-    "The FileList row of the video `name`, converted from `r['src']` (path, rel, ids) with values `r`"
+    "The FileList row of the video `name` from `r` (its values, and `src`: path, rel, ids), its EF from `lab`"
     path, rel, ids = r['src']
     key = ids['patient'] if split_by_patient and ids['patient'] else ids['sop']
-    return dict(FileName=name, EF=_label(lab, ids, rel, path), Split=hash_split(key),
+    efs = {} if lab is None else lab['ef']     # by SOP Instance UID, or by path: relative, as given, or absolute
+    keys = [ids['sop']] if lab and lab['key'] == 'SOPInstanceUID' else [rel, path.as_posix(), path.resolve().as_posix()]
+    return dict(FileName=name, EF=next((efs[k] for k in keys if k in efs), float('nan')), Split=hash_split(key),
                 **{k: r[k] for k in ('FPS', 'NumberOfFrames', 'FrameHeight', 'FrameWidth')})
 
 # %% ../nbs/02b_convert.ipynb #00cf4710
@@ -198,6 +184,8 @@ def reason_kind(reason:str)->str:
     return re.sub(r'\d+(?:[.,]\d+)*', 'N', re.split(r' \(|: |; ', reason, maxsplit=1)[0]).strip()
 
 # %% ../nbs/02b_convert.ipynb #17b2fb35
+CONVERT = 'echonet_ef_convert'   # the command whose sentinel marks a converted dataset's folder
+
 def convert_dicoms(inputs:list, # DICOM files or folders (searched recursively)
                    out, # the dataset folder to write
                    labels=None, # CSV of EF labels (`read_labels`)
@@ -210,8 +198,7 @@ def convert_dicoms(inputs:list, # DICOM files or folders (searched recursively)
     if not isinstance(workers, int) or workers < 1:
         raise ConfigError(f"workers must be a whole number ≥ 1, got {workers!r}")
     for k, v in limits.items(): check_range(f'--{k}', v, 1e-6, integer=k == 'max_frames')
-    for p in map(Path, inputs):
-        if not p.exists(): raise DataError(f"{p}: input not found")
+    if missing := [p for p in map(Path, inputs) if not p.exists()]: raise DataError(f"{missing[0]}: input not found")
     lab = None if labels is None else read_labels(labels)
     out = check_writable(out)
     with lock_folder(out, CONVERT):
@@ -237,8 +224,7 @@ def convert_dicoms(inputs:list, # DICOM files or folders (searched recursively)
     n_new = sum(r['new'] for r in rows.values())
     return dict(n_converted=n_new, n_existing=len(fl) - n_new, n_skipped=len(sk), filelist=fl, skipped=sk,
                 n_no_patient=sum(split_by_patient and not r['src'][2]['patient'] for r in rows.values()),
-                n_dropped=n_dropped, labels=labels,
-                n_unlabelled_now=int(sum(pd.isna(r['EF']) for r in new.values())))
+                n_dropped=n_dropped, labels=labels, n_unlabelled_now=int(sum(pd.isna(r['EF']) for r in new.values())))
 
 # %% ../nbs/02b_convert.ipynb #8f96ed0f
 def convert_summary(r:dict, # what `convert_dicoms` returns
@@ -246,15 +232,13 @@ def convert_summary(r:dict, # what `convert_dicoms` returns
                    )->tuple: # (summary lines, warning lines)
     "The summary of a conversion run and its warnings"
     fl, sk = r['filelist'], r['skipped']
-    n, counts = len(fl), fl.Split.value_counts()
-    n_lab = int(fl.EF.notna().sum())
+    n, counts, n_lab = len(fl), fl.Split.value_counts(), int(fl.EF.notna().sum())
     lines = [f"{out}: {n} video(s) in FileList.csv ({r['n_converted']} converted now, {r['n_existing']} already there)",
              "  " + ", ".join(f"{s} {int(counts.get(s, 0))}" for s in SPLITS),
              f"  {n_lab} labelled (EF), {n - n_lab} unlabelled"]
     if len(sk):
         lines.append(f"  {len(sk)} input(s) skipped (each one's reason in {Path(out)/'skipped.csv'}):")
-        kinds = sk.Reason.map(reason_kind).value_counts()
-        lines += [f"    {c:>5}  {k}" for k, c in kinds.items()]
+        lines += [f"    {c:>5}  {k}" for k, c in sk.Reason.map(reason_kind).value_counts().items()]
     warns = [f"warning: {s} is empty: no video was drawn into it (with few patients a split can stay empty); "
              f"{'training needs VAL' if s == 'VAL' else 'evaluation needs TEST'}" for s in ('VAL', 'TEST')
              if n and not counts.get(s, 0)]

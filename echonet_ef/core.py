@@ -6,10 +6,10 @@
 __all__ = ['MAX_VIDEOS', 'SEED_MAX', 'LOCK_NAME', 'LOCK_OWNER', 'OWNER_FILE', 'RUN_STATE', 'EF_BINS', 'CLINICAL_CATEGORIES',
            'FILELIST_COLUMNS', 'TRACING_COLUMNS', 'SPLITS', 'IMAGENET_MEAN', 'IMAGENET_STD', 'CHECKS', 'EchoNetError',
            'DataError', 'ConfigError', 'CheckpointError', 'first_line', 'user_message', 'debugging', 'cli_errors',
-           'cli', 'check_range', 'check_seed', 'check_workers', 'user_umask', 'atomic_path', 'json_safe',
-           'atomic_write', 'FolderExistsError', 'atomic_dir', 'save_json', 'check_writable', 'path_inside',
+           'cli', 'check_range', 'check_seed', 'check_workers', 'user_umask', 'atomic_path', 'atomic_write',
+           'FolderExistsError', 'atomic_dir', 'json_safe', 'save_json', 'check_writable', 'path_inside',
            'FolderLockedError', 'lock_folder', 'owner_of', 'check_owner', 'own_folder', 'remove_own', 'read_run_state',
-           'step_checkpoints', 'latest_checkpoint', 'best_checkpoint', 'find_model', 'ef_from_volumes', 'disk_volume',
+           'step_checkpoints', 'latest_checkpoint', 'best_checkpoint', 'find_model', 'ef_from_volumes',
            'volume_from_tracing', 'ef_category', 'clinical_category', 'z_value', 'DataConfig', 'ModelConfig',
            'LossConfig', 'OptimConfig', 'TrainConfig', 'PretrainConfig', 'Config', 'from_dict', 'apply_overrides',
            'check_config', 'load_config', 'config_dict', 'set_param', 'get_device', 'set_seed']
@@ -20,23 +20,14 @@ from dataclasses import dataclass, field, fields, is_dataclass, asdict
 from pathlib import Path
 from typing import Optional, Union, get_type_hints, get_origin, get_args
 import numpy as np, yaml, torch, filelock
+from fastcore.script import anno_parser, Param
 from . import __version__
 
 # %% ../nbs/00_core.ipynb #e98efd29
-class EchoNetError(Exception):
-    "Base class of the errors a user can fix: bad data, bad config, bad checkpoint"
-
-# %% ../nbs/00_core.ipynb #700d6782
-class DataError(EchoNetError, ValueError):
-    "A data folder, FileList or video that cannot be used"
-
-# %% ../nbs/00_core.ipynb #2f203645
-class ConfigError(EchoNetError, ValueError):
-    "A configuration key or value that is wrong"
-
-# %% ../nbs/00_core.ipynb #0efff0a1
-class CheckpointError(EchoNetError, ValueError):
-    "A path that is not a usable checkpoint"
+class EchoNetError(Exception): "Base class of the errors a user can fix: bad data, bad config, bad checkpoint"
+class DataError(EchoNetError, ValueError): "A data folder, FileList or video that cannot be used"
+class ConfigError(EchoNetError, ValueError): "A configuration key or value that is wrong"
+class CheckpointError(EchoNetError, ValueError): "A path that is not a usable checkpoint"
 
 # %% ../nbs/00_core.ipynb #4d2c71d0
 def first_line(e:Exception # any exception
@@ -44,7 +35,6 @@ def first_line(e:Exception # any exception
     "The first line of `e`'s message, or its type name when the message is empty"
     return (str(e).strip().splitlines() or [type(e).__name__])[0]
 
-# %% ../nbs/00_core.ipynb #82a858a3
 def user_message(e:BaseException # any exception
                 )->Optional[str]:
     "One line for an error the user can fix, or None for a bug"
@@ -77,10 +67,9 @@ def cli_errors(f):
 # %% ../nbs/00_core.ipynb #60499aa3
 def _script_frame(frame)->bool:
     "Whether `frame` is the top level of a script being run, as a console script is"
-    if frame is None or frame.f_locals is not frame.f_globals: return False
-    g = frame.f_globals
-    if g.get('__name__') != '__main__' or not g.get('__file__'): return False
-    return Path(g['__file__']).resolve() == Path(frame.f_code.co_filename).resolve()
+    g = frame.f_globals if frame is not None and frame.f_locals is frame.f_globals else {}
+    return (g.get('__name__') == '__main__' and bool(g.get('__file__'))
+            and Path(g['__file__']).resolve() == Path(frame.f_code.co_filename).resolve())
 
 def _usage_error(prog:str, msg:str):
     print(f"error: {prog}: {msg} (see {prog} --help)", file=sys.stderr); sys.exit(2)
@@ -91,7 +80,6 @@ def cli(func):
     @functools.wraps(func)
     def _f(*args, **kwargs):
         if args or kwargs or not _script_frame(inspect.currentframe().f_back): return inner(*args, **kwargs)
-        from fastcore.script import anno_parser
         p = anno_parser(func, prog=Path(sys.argv[0]).name)
         p.add_argument('--debug', action='store_true', help='show the full traceback of an error')
         p.error = functools.partial(_usage_error, p.prog)
@@ -111,17 +99,15 @@ def check_range(name:str, # the option or key, for the message, e.g. '--samples'
                 integer:bool=False # require a whole number
                ):
     "`value` if it is a finite number within [lo, hi] (an `int` when `integer`), else `ConfigError` naming `name`"
-    want = 'a whole number' if integer else 'a number'
-    if lo is not None and hi is not None: want += f' from {lo} to {hi}'
-    elif lo is not None: want += f' of at least {lo}'
-    elif hi is not None: want += f' of at most {hi}'
+    want = ('a whole number' if integer else 'a number') + (
+        f' from {lo} to {hi}' if lo is not None and hi is not None else f' of at least {lo}' if lo is not None
+        else f' of at most {hi}' if hi is not None else '')
     num = isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, (bool, np.bool_))
     ok = num and math.isfinite(value) and (not integer or float(value).is_integer())
     ok = ok and (lo is None or value >= lo) and (hi is None or value <= hi)
     if not ok: raise ConfigError(f"{name} must be {want}, got {value!r}")
     return int(value) if integer else value
 
-# %% ../nbs/00_core.ipynb #45bcbe1e
 def check_seed(value, name:str='--seed')->int:
     "`value` as a seed (0 ≤ seed < 2³²), or `ConfigError`"
     return check_range(name, value, 0, SEED_MAX-1, integer=True)
@@ -142,7 +128,6 @@ def user_umask()->int:
     m = os.umask(0o022); os.umask(m)
     return m
 
-# %% ../nbs/00_core.ipynb #1c7eef69
 @contextlib.contextmanager
 def atomic_path(path, # the final path
                 suffix:Optional[str]=None # the temporary name's ending; default `.tmp`
@@ -159,19 +144,6 @@ def atomic_path(path, # the final path
         with contextlib.suppress(FileNotFoundError): os.remove(tmp)
         raise
 
-# %% ../nbs/00_core.ipynb #d69cc6e7
-def json_safe(o):
-    "`o` with numpy values as Python ones and NaN or infinite numbers as None, so that it is always valid JSON"
-    if isinstance(o, dict): return {str(k): json_safe(v) for k, v in o.items()}
-    if isinstance(o, (list, tuple)): return [json_safe(v) for v in o]
-    if isinstance(o, np.ndarray): return json_safe(o.tolist())
-    if isinstance(o, (bool, np.bool_)): return bool(o)
-    if isinstance(o, (int, np.integer)): return int(o)
-    if isinstance(o, (float, np.floating)): return float(o) if np.isfinite(o) else None
-    if isinstance(o, Path): return str(o)
-    return o
-
-# %% ../nbs/00_core.ipynb #9bbced99
 @contextlib.contextmanager
 def atomic_write(path, # file to write
                  mode='w', # 'w' for text, 'wb' for bytes
@@ -182,8 +154,7 @@ def atomic_write(path, # file to write
         f.flush(); os.fsync(f.fileno())
 
 # %% ../nbs/00_core.ipynb #bf450e5a
-class FolderExistsError(EchoNetError, FileExistsError):
-    "A folder that was to be created new exists already"
+class FolderExistsError(EchoNetError, FileExistsError): "A folder that was to be created new exists already"
 
 @contextlib.contextmanager
 def atomic_dir(path # the NEW folder to create: it must not exist
@@ -203,7 +174,16 @@ def atomic_dir(path # the NEW folder to create: it must not exist
         shutil.rmtree(tmp, ignore_errors=True)
         raise
 
-# %% ../nbs/00_core.ipynb #4cc59666
+# %% ../nbs/00_core.ipynb #d69cc6e7
+def json_safe(o):
+    "`o` with numpy values as Python ones and NaN or infinite numbers as None, so that it is always valid JSON"
+    if isinstance(o, dict): return {str(k): json_safe(v) for k, v in o.items()}
+    if isinstance(o, (list, tuple)): return [json_safe(v) for v in o]
+    if isinstance(o, (np.ndarray, np.generic)): return json_safe(o.tolist())   # numpy values as Python ones
+    if isinstance(o, float): return float(o) if math.isfinite(o) else None
+    if isinstance(o, Path): return str(o)
+    return o
+
 def save_json(obj, path, **kwargs):
     "Write `obj` as indented JSON to `path`, atomically, with NaN and infinity as null (`json_safe`)"
     kw = {**dict(indent=2, default=_json_default, allow_nan=False), **kwargs}
@@ -237,18 +217,10 @@ def path_inside(folder, # the folder the path must stay in
     return p
 
 # %% ../nbs/00_core.ipynb #a30abdb4
-class FolderLockedError(EchoNetError, RuntimeError):
-    "Another command, or another part of this process, holds the folder"
+class FolderLockedError(EchoNetError, RuntimeError): "Another command or another part of this process holds the folder"
 
 LOCK_NAME = '.echonet_ef.lock'    # the lock file of a command's output folder (never deleted)
 LOCK_OWNER = LOCK_NAME + '.owner' # the holder's PID, host, command and start time, as JSON
-
-# %% ../nbs/00_core.ipynb #b9ec7a36
-def _holder()->dict:
-    "This process, as the lock's owner file describes it"
-    return dict(pid=os.getpid(), host=os.uname().nodename if hasattr(os, 'uname') else '?',
-                cmd=' '.join([Path(sys.argv[0]).name, *sys.argv[1:]])[:200],
-                since=datetime.datetime.now().isoformat(timespec='seconds'))
 
 def _lock_owner(out:Path)->str:
     "Who holds the lock of folder `out`, as its holder described itself"
@@ -257,7 +229,6 @@ def _lock_owner(out:Path)->str:
     if not isinstance(d, dict): return 'another process'
     return f"PID {d.get('pid', '?')} on {d.get('host', '?')} ({d.get('cmd', '?')}, since {d.get('since', '?')})"
 
-# %% ../nbs/00_core.ipynb #4de6b346
 @contextlib.contextmanager
 def lock_folder(out, # the output folder (created if missing)
                 command:Optional[str]=None # the command that owns `out` (`own_folder`); checked before anything is written
@@ -272,7 +243,9 @@ def lock_folder(out, # the output folder (created if missing)
         raise FolderLockedError(f"{out}: in use by {_lock_owner(out)}; "
                                 "wait for it to finish or choose another output folder") from None
     try:
-        save_json(_holder(), out/LOCK_OWNER)
+        save_json(dict(pid=os.getpid(), host=os.uname().nodename if hasattr(os, 'uname') else '?',   # who holds it
+                       cmd=' '.join([Path(sys.argv[0]).name, *sys.argv[1:]])[:200],
+                       since=datetime.datetime.now().isoformat(timespec='seconds')), out/LOCK_OWNER)
         if command is not None: own_folder(out, command)
         yield out
     finally: lock.release()
@@ -287,15 +260,13 @@ def owner_of(out # a folder
     except (OSError, ValueError): return None
     return d['command'] if isinstance(d, dict) and isinstance(d.get('command'), str) else None
 
-# %% ../nbs/00_core.ipynb #ff3c9ea9
 def check_owner(out, # the output folder (it may not exist yet)
                 command:str # the command that would claim it, e.g. 'echonet_ef_train'
                )->Path:
     "`out` if `command` may write there (missing, empty or already `command`'s), else `EchoNetError`; writes nothing"
     out, owner = Path(out), owner_of(out)
     if owner == command or not out.exists(): return out
-    if owner is not None:
-        raise EchoNetError(f"{out}: written by {owner}, not {command}; choose a new or empty folder")
+    if owner is not None: raise EchoNetError(f"{out}: written by {owner}, not {command}; choose a new or empty folder")
     if not out.is_dir(): raise EchoNetError(f"{out}: not a folder")
     if any(p.name not in (LOCK_NAME, LOCK_OWNER) for p in out.iterdir()):
         raise EchoNetError(f"{out}: not empty and not written by {command} (no {OWNER_FILE}); "
@@ -343,7 +314,6 @@ def read_run_state(run # a run folder
     except (OSError, ValueError): return {}
     return d if isinstance(d, dict) else {}
 
-# %% ../nbs/00_core.ipynb #90c404ab
 def step_checkpoints(run # a run folder
                     )->list:
     "The run's `checkpoints/model_step_<N>` folders, by step"
@@ -395,23 +365,14 @@ def ef_from_volumes(edv:float, # end-diastolic volume
     if not edv > 0: raise ValueError(f"end-diastolic volume must be positive, got {edv}")
     return 100*(edv-esv)/edv
 
-# %% ../nbs/00_core.ipynb #d1ba255c
-def disk_volume(axis_len:float, # length of the long axis (pixels)
-                chords           # the perpendicular chord lengths, one per disk (pixels)
-               )->float:         # volume (cubic pixels)
-    "Single-plane method-of-disks volume: sum of π/4·d²·(L/n) over the `chords`"
-    chords = np.asarray(chords, dtype=float)
-    return float(np.pi/4 * (chords**2).sum() * axis_len/len(chords))
-
-# %% ../nbs/00_core.ipynb #0947733b
 def volume_from_tracing(segs # (n, 4) array of x1,y1,x2,y2: the long axis first, then the chords
-                       )->float:
-    "Method-of-disks volume from one traced frame of `VolumeTracings.csv`"
+                       )->float: # volume (cubic pixels)
+    "Single-plane method-of-disks volume of one traced frame: the sum of π/4·d²·L/n over its n chords d"
     segs = np.asarray(segs, dtype=float)
     if segs.ndim != 2 or segs.shape[1] != 4 or len(segs) < 2:
         raise ValueError(f"a tracing needs a long axis and at least one chord as (n, 4) rows, got shape {segs.shape}")
     lens = np.hypot(segs[:,2]-segs[:,0], segs[:,3]-segs[:,1])
-    return disk_volume(lens[0], lens[1:])
+    return float(np.pi/4 * (lens[1:]**2).sum() * lens[0]/(len(lens)-1))
 
 # %% ../nbs/00_core.ipynb #c51b0559
 EF_BINS = [(-np.inf, 30, '<30'), (30, 40, '30-40'), (40, 55, '40-55'), (55, 70, '55-70'), (70, np.inf, '>=70')]
@@ -422,7 +383,6 @@ def ef_category(ef:float)->str:
         if lo <= ef < hi: return name
     raise ValueError(f"EF must be a number, got {ef}")
 
-# %% ../nbs/00_core.ipynb #ccd59b58
 CLINICAL_CATEGORIES = {'reduced': (-np.inf, 40, 'EF ≤ 40 %'), 'mildly reduced': (40, 50, 'EF 41–49 %'),
                        'normal': (50, 70, 'EF 50–70 %'), 'hyperdynamic': (70, np.inf, 'EF > 70 %')}
 
@@ -552,10 +512,8 @@ _KINDS = {bool: bool, int: int, float: (int, float), str: str, tuple: (list, tup
 
 def _check_type(val, tp, key):
     "Coerce `val` to type `tp` or raise `ConfigError` naming `key`"
-    origin, args = get_origin(tp), get_args(tp)
-    if origin is Union:
-        if val is None and type(None) in args: return None
-        return _check_type(val, next(a for a in args if a is not type(None)), key)
+    if get_origin(tp) is Union:   # Optional[X]: None or an X
+        return None if val is None else _check_type(val, next(a for a in get_args(tp) if a is not type(None)), key)
     if is_dataclass(tp): return from_dict(tp, val, prefix=key+'.')
     if tp not in _KINDS: return val
     if tp is float and isinstance(val, str):   # YAML reads 1e-5 (no dot) as a string
@@ -567,7 +525,6 @@ def _check_type(val, tp, key):
         raise ConfigError(f"config key '{key}': expected a finite number, got {val!r}")
     return tp(val)
 
-# %% ../nbs/00_core.ipynb #29a665a8
 def from_dict(cls, # a config dataclass, e.g. `Config`
               d:dict, # nested plain data (from YAML)
               prefix='' # dotted key of `d`, for error messages
@@ -576,24 +533,13 @@ def from_dict(cls, # a config dataclass, e.g. `Config`
     if d is None: d = {}
     if not isinstance(d, dict):
         raise ConfigError(f"config key '{prefix.rstrip('.') or '<root>'}': expected a mapping, got {type(d).__name__}")
-    hints = get_type_hints(cls)
-    names = {f.name for f in fields(cls)}
+    hints = get_type_hints(cls)   # one per field
     for k in d:
-        if k not in names:
-            close = [n for n in names if n.lower().startswith(str(k).lower()[:3])]
+        if k not in hints:
+            close = [n for n in hints if n.lower().startswith(str(k).lower()[:3])]
             raise ConfigError(f"unknown config key '{prefix}{k}'"
                               + (f" (did you mean '{prefix}{close[0]}'?)" if close else ''))
     return cls(**{k: _check_type(v, hints[k], prefix+k) for k,v in d.items()})
-
-# %% ../nbs/00_core.ipynb #6bd654f7
-def _yaml_value(s:str, o:str=''):
-    "Read `s` as YAML (safely), but take '3e-4' as a float (YAML 1.1 reads it as a string)"
-    try: v = yaml.safe_load(s)
-    except yaml.YAMLError as e:
-        raise ConfigError(f"override '{o or s}': not a plain YAML value ({str(e).splitlines()[0]})") from None
-    if isinstance(v, str):
-        with contextlib.suppress(ValueError): return float(v)
-    return v
 
 # %% ../nbs/00_core.ipynb #be2cfd29
 def apply_overrides(d:dict, # nested config data
@@ -609,7 +555,12 @@ def apply_overrides(d:dict, # nested config data
             node = node.setdefault(p, {})
             if not isinstance(node, dict):
                 raise ConfigError(f"override '{o}': '{'.'.join(parts[:i+1])}' is not a section")
-        node[parts[-1]] = _yaml_value(val, o)
+        try: v = yaml.safe_load(val)
+        except yaml.YAMLError as e:
+            raise ConfigError(f"override '{o}': not a plain YAML value ({first_line(e)})") from None
+        if isinstance(v, str):   # YAML 1.1 reads 3e-4 (no dot) as a string
+            with contextlib.suppress(ValueError): v = float(v)
+        node[parts[-1]] = v
     return d
 
 # %% ../nbs/00_core.ipynb #6842ba64
@@ -617,47 +568,38 @@ def _pos(v): return v > 0
 def _nonneg(v): return v >= 0
 def _unit(v): return 0 <= v < 1
 def _opt(f): return lambda v: v is None or f(v)
-def _nums(n=None, f=lambda x: True):
-    return lambda v: (n is None or len(v) == n) and all(isinstance(x, (int, float)) and not isinstance(x, bool)
-                                                        and math.isfinite(x) and f(x)
-                                                        for x in v)
-def _one_of(*opts): return lambda v: v in opts
+def _nums(n, f=lambda x: True):
+    return lambda v: len(v) == n and all(isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x)
+                                         and f(x) for x in v)
+def _one_of(*opts): return (lambda v: v in opts), ', '.join(opts[:-1]) + ' or ' + opts[-1]   # the test and its words
 
 CHECKS = {
-    'data.clip_len': (_pos, 'at least 1'), 'data.period': (_pos, 'at least 1'),
-    'data.ref_fps': (_opt(_pos), 'positive or null'), 'data.size': (lambda v: v >= 16, 'at least 16 (pixels)'),
+    **dict.fromkeys(['data.clip_len', 'data.period', 'data.batch_size', 'data.val_clips', 'train.max_steps',
+                     'train.grad_accum', 'train.val_every', 'train.patience', 'train.keep_last', 'train.max_nonfinite',
+                     'train.log_every'], (_pos, 'at least 1')),
+    **dict.fromkeys(['data.pad', 'model.freeze_backbone_steps', 'optim.lr_backbone', 'optim.weight_decay'],
+                    (_nonneg, '0 or more')),
+    **dict.fromkeys(['data.jitter', 'data.scale', 'model.head_dropout', 'optim.warmup_frac'], (_unit, 'in [0, 1)')),
+    **dict.fromkeys(['loss.huber_delta', 'optim.lr_head'], (_pos, 'positive')),
+    **dict.fromkeys(['loss.beta', 'optim.min_lr_frac'], (lambda v: 0 <= v <= 1, 'in [0, 1]')),
+    **dict.fromkeys(['data.ref_fps', 'train.max_minutes'], (_opt(_pos), 'positive or null')),
+    'data.size': (lambda v: v >= 16, 'at least 16 (pixels)'),
+    'data.rotate': (lambda v: 0 <= v <= 180, 'in [0, 180] (degrees)'),
     'data.mean': (_nums(3), '3 numbers (R, G, B)'), 'data.std': (_nums(3, _pos), '3 positive numbers (R, G, B)'),
-    'data.pad': (_nonneg, '0 or more'), 'data.jitter': (_unit, 'in [0, 1)'),
-    'data.scale': (_unit, 'in [0, 1)'), 'data.rotate': (lambda v: 0 <= v <= 180, 'in [0, 180] (degrees)'),
-    'data.batch_size': (_pos, 'at least 1'), 'data.num_workers': (_opt(_nonneg), '0 or more, or null'),
-    'data.val_clips': (_pos, 'at least 1'), 'data.loader': (_one_of('cv2', 'dali', 'auto'), 'cv2, dali or auto'),
-    'model.pool': (_one_of('attention', 'mean'), 'attention or mean'),
-    'model.head_dropout': (_unit, 'in [0, 1)'), 'model.freeze_backbone_steps': (_nonneg, '0 or more'),
-    'model.attn_implementation': (_one_of('sdpa', 'eager'), 'sdpa or eager'),
-    'loss.name': (_one_of('weighted_mse', 'mse', 'huber', 'gaussian_nll', 'beta_nll'),
-                  'weighted_mse, mse, huber, gaussian_nll or beta_nll'),
-    'loss.beta': (lambda v: 0 <= v <= 1, 'in [0, 1]'),
+    'data.num_workers': (_opt(_nonneg), '0 or more, or null'), 'train.threads': (_opt(_pos), 'at least 1 or null'),
+    'data.loader': _one_of('cv2', 'dali', 'auto'), 'model.pool': _one_of('attention', 'mean'),
+    'model.attn_implementation': _one_of('sdpa', 'eager'), 'train.amp': _one_of('auto', 'fp16', 'bf16', 'fp32'),
+    'train.wandb': _one_of('auto', 'online', 'offline', 'disabled'),
+    'loss.name': _one_of('weighted_mse', 'mse', 'huber', 'gaussian_nll', 'beta_nll'),
     'loss.weights': (lambda v: all(isinstance(x, (int, float)) and math.isfinite(x) and x >= 0 for x in v.values()),
                      'non-negative numbers'),
-    'loss.huber_delta': (_pos, 'positive'),
-    'optim.lr_backbone': (_nonneg, '0 or more'), 'optim.lr_head': (_pos, 'positive'),
-    'optim.weight_decay': (_nonneg, '0 or more'), 'optim.betas': (_nums(2, _unit), 'two numbers in [0, 1)'),
-    'optim.warmup_frac': (_unit, 'in [0, 1)'), 'optim.min_lr_frac': (lambda v: 0 <= v <= 1, 'in [0, 1]'),
-    'optim.clip_norm': (_nonneg, '0 (off) or more'), 'optim.layer_decay': (lambda v: 0 < v <= 1, 'in (0, 1]'),
+    'optim.betas': (_nums(2, _unit), 'two numbers in [0, 1)'), 'optim.clip_norm': (_nonneg, '0 (off) or more'),
+    'optim.layer_decay': (lambda v: 0 < v <= 1, 'in (0, 1]'), 'pretrain.mask_ratio': (lambda v: 0 < v < 1, 'in (0, 1)'),
     'train.seed': (lambda v: 0 <= v < SEED_MAX, 'from 0 to 4294967295'),
-    'train.max_steps': (_pos, 'at least 1'), 'train.grad_accum': (_pos, 'at least 1'),
-    'train.amp': (_one_of('auto', 'fp16', 'bf16', 'fp32'), 'auto, fp16, bf16 or fp32'),
-    'train.val_every': (_pos, 'at least 1'), 'train.patience': (_pos, 'at least 1'),
-    'train.keep_last': (_pos, 'at least 1'), 'train.max_nonfinite': (_pos, 'at least 1'),
-    'train.log_every': (_pos, 'at least 1'), 'train.max_minutes': (_opt(_pos), 'positive or null'),
-    'train.threads': (_opt(_pos), 'at least 1 or null'),
-    'train.wandb': (_one_of('auto', 'online', 'offline', 'disabled'), 'auto, online, offline or disabled'),
-    'pretrain.mask_ratio': (lambda v: 0 < v < 1, 'in (0, 1)'),
     'pretrain.splits': (lambda v: len(v) > 0 and all(x in ('TRAIN', 'VAL') for x in v),
                         'a non-empty list of TRAIN and VAL (TEST is never used for pretraining)'),
 }
 
-# %% ../nbs/00_core.ipynb #a8a08695
 def check_config(cfg, # a `Config` (or one of its sections, with `prefix`)
                  prefix:str='' # dotted key of `cfg`
                 ):
@@ -678,8 +620,7 @@ def load_config(src=None, # YAML path, dict, `Config`, or None for the defaults
                )->Config:
     "Load and validate a `Config` from `src` with `overrides` applied"
     if isinstance(src, Config): src = config_dict(src)
-    if src is None: d = {}
-    elif isinstance(src, dict): d = src
+    if src is None or isinstance(src, dict): d = src or {}
     else:
         p = Path(src)
         if not p.is_file(): raise ConfigError(f"{p}: config file not found")
@@ -689,15 +630,12 @@ def load_config(src=None, # YAML path, dict, `Config`, or None for the defaults
     try: return check_config(from_dict(Config, apply_overrides(d, overrides)))
     except ConfigError as e: raise ConfigError(f"{src}: {e}" if isinstance(src, (str, Path)) else str(e)) from None
 
-# %% ../nbs/00_core.ipynb #87dad167
 def config_dict(cfg:Config)->dict:
     "`cfg` as nested plain data (tuples become lists), ready for YAML or JSON"
     return json.loads(json.dumps(asdict(cfg)))
 
-# %% ../nbs/00_core.ipynb #72eb2049
 def set_param():
     "The `--set section.key=value ...` option of the command-line tools (repeatable)"
-    from fastcore.script import Param
     return Param("config overrides section.key=value (several after one --set, or --set repeated)", str, nargs='*',
                  action='extend')
 
@@ -711,9 +649,7 @@ def get_device(pref:str='auto' # auto, cpu, cuda or cuda:N
     try: return torch.device(pref)
     except RuntimeError: raise ConfigError(f"unknown device '{pref}'")
 
-# %% ../nbs/00_core.ipynb #deb9bc3e
 def set_seed(seed:int # seed for python, numpy and torch (all devices)
             ):
     "Seed every random number generator the project uses"
-    random.seed(seed); np.random.seed(seed % 2**32); torch.manual_seed(seed)
-    if torch.cuda.is_available(): torch.cuda.manual_seed_all(seed)
+    random.seed(seed); np.random.seed(seed % 2**32); torch.manual_seed(seed)   # torch: CPU and every GPU

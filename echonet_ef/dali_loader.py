@@ -8,14 +8,14 @@ __all__ = ['FOURCC_CODECS', 'DALI_CODECS', 'CODEC_NAMES', 'DALI_INSTALL', 'TRANS
            'DaliLoader', 'get_dali_dataloaders', 'choose_loader']
 
 # %% ../nbs/03_dali.ipynb #86c479f5
-import re, math, warnings, importlib
+import re, math, warnings, importlib, contextlib
 from pathlib import Path
 from typing import Optional
 import numpy as np, torch
 from fastcore.basics import store_attr, patch_to
 from fastcore.meta import delegates
 from .core import *
-from .data import EchoDataset, EpochSampler, split_loaders, read_filelist, clip_indices, n_workers, LOADERS
+from .data import *
 from .video import video_info, read_frames
 
 # %% ../nbs/03_dali.ipynb #5ad88f5c
@@ -23,8 +23,7 @@ FOURCC_CODECS = {'MJPG': 'mjpeg', 'MJPEG': 'mjpeg', 'AVRN': 'mjpeg', 'JPEG': 'mj
                  'AV01': 'av1', 'FMP4': 'mpeg4', 'MP4V': 'mpeg4', 'XVID': 'mpeg4', 'DIVX': 'mpeg4', 'DX50': 'mpeg4',
                  'H264': 'h264', 'X264': 'h264', 'AVC1': 'h264', 'DAVC': 'h264', 'HEVC': 'hevc', 'H265': 'hevc',
                  'HVC1': 'hevc', 'HEV1': 'hevc'}
-DALI_CODECS = {'cpu': ('mjpeg', 'vp8', 'vp9'),
-               'gpu': ('mjpeg', 'vp8', 'vp9', 'h264', 'hevc', 'mpeg4', 'av1')}
+DALI_CODECS = {'cpu': ('mjpeg', 'vp8', 'vp9'), 'gpu': ('mjpeg', 'vp8', 'vp9', 'h264', 'hevc', 'mpeg4', 'av1')}
 CODEC_NAMES = {'mjpeg': 'MJPEG', 'vp8': 'VP8', 'vp9': 'VP9', 'av1': 'AV1', 'mpeg4': 'MPEG-4 part 2', 'h264': 'H.264',
                'hevc': 'H.265/HEVC'}
 
@@ -90,19 +89,24 @@ def _to_torch(t, device='cpu'):
     return out
 
 # %% ../nbs/03_dali.ipynb #9c1d3adb
+def _decoder(source, # yields batches: (encoded files, int32 frame indices of each)
+             device:str, device_id:Optional[int]=None, batch_size:int=1, num_threads:int=1):
+    "A DALI pipeline that decodes the frames `source` asks for in each file, on the CPU or with NVDEC"
+    dali, fn, types = _dali()
+    pipe = dali.Pipeline(batch_size=batch_size, num_threads=num_threads, device_id=device_id, prefetch_queue_depth=2)
+    with pipe:
+        enc, frames = fn.external_source(source=source, num_outputs=2, batch=True, dtype=[types.UINT8, types.INT32])
+        pipe.set_outputs(fn.decoders.video(enc, frames=frames, device='mixed' if device == 'gpu' else 'cpu'))
+    pipe.build()
+    return pipe
+
 def dali_read_frames(path, # a video file
                      idxs, # frame indices (any order, repeats allowed)
                      device:str='cpu' # 'cpu' (libavcodec) or 'gpu' (NVDEC)
                     )->np.ndarray: # uint8 (len(idxs), H, W, 3) RGB
     "Decode frames `idxs` of the video at `path` with DALI"
-    dali, fn, types = _dali()
-    pipe = dali.Pipeline(batch_size=1, num_threads=1, device_id=torch.cuda.current_device() if device == 'gpu' else None)
-    with pipe:
-        enc = fn.external_source(name='enc', dtype=types.UINT8, ndim=1)
-        pipe.set_outputs(fn.decoders.video(enc, frames=[int(i) for i in idxs], device='mixed' if device == 'gpu' else 'cpu'))
-    pipe.build()
-    pipe.feed_input('enc', [np.fromfile(str(path), np.uint8)])
-    out = pipe.run()[0]
+    batch = ([np.fromfile(str(path), np.uint8)], [np.array(idxs, np.int32)])
+    out = _decoder(iter([batch]), device, torch.cuda.current_device() if device == 'gpu' else None).run()[0]
     return np.array(out.as_cpu()[0] if device == 'gpu' else out[0])
 
 # %% ../nbs/03_dali.ipynb #5cdd524c
@@ -125,8 +129,7 @@ def check_dali_codecs(fourccs, # FOURCCs of the dataset's videos
                       device:str='cpu', where:str='' # the folder, for the message
                      ):
     "Raise a `DataError` naming the codec when DALI cannot decode some of `fourccs` on `device`"
-    bad = sorted({c for c in fourccs if not dali_decodes(c, device)})
-    if not bad: return
+    if not (bad := sorted({c for c in fourccs if not dali_decodes(c, device)})): return
     reads = ', '.join(CODEC_NAMES.get(c, c) for c in DALI_CODECS[device])
     names = ', '.join(f"{c} ({CODEC_NAMES.get(codec_of(c), 'unknown')})" for c in bad)
     gpu = '' if device == 'gpu' else '; on a GPU DALI also reads H.264, HEVC, MPEG-4 part 2 and AV1'
@@ -152,34 +155,16 @@ class DaliLoader:
         check_dali_codecs({o['codec'] for o in dataset.infos}, self.device, self.where)
         self._pipe, self._batches, self._fed, self._complete = None, iter(()), [], {}
 
-    def __len__(self):
-        n = len(self.sampler)
-        return n // self.batch_size if self.drop_last else math.ceil(n / self.batch_size)
+    def __len__(self): return (math.floor if self.drop_last else math.ceil)(len(self.sampler) / self.batch_size)
 
 # %% ../nbs/03_dali.ipynb #3a79123e
 @patch_to(DaliLoader)
 def _next_batch(self):
-    "DALI's callback: the next batch of file bytes, frame indices and item indices (StopIteration ends the epoch)"
+    "DALI's callback: the file bytes and frame indices of the next batch (StopIteration ends the epoch)"
     b = next(self._batches)
     ds, plans = self.dataset, [clip_plan(self.dataset, int(i)) for i in b]
-    why = [self._unreadable(int(i), p['frames']) for i, p in zip(b, plans)]
-    self._fed.append((b, plans, why))
-    return ([np.fromfile(str(ds.paths[i]), np.uint8) for i in b],
-            [p['frames'] for p in plans], [np.array([i], np.int64) for i in b])
-
-@patch_to(DaliLoader)
-def _build(self):
-    "Build the DALI pipeline of this loader: decode the planned frames, nothing else"
-    dali, fn, types = _dali()
-    pipe = dali.Pipeline(batch_size=self.batch_size, num_threads=self.num_threads, device_id=self.device_id,
-                         prefetch_queue_depth=2)
-    with pipe:
-        enc, frames, idx = fn.external_source(source=self._next_batch, num_outputs=3, batch=True,
-                                              dtype=[types.UINT8, types.INT32, types.INT64])
-        x = fn.decoders.video(enc, frames=frames, device='mixed' if self.device == 'gpu' else 'cpu')
-        pipe.set_outputs(x, idx)
-    pipe.build()
-    return pipe
+    self._fed.append((b, plans, [self._unreadable(int(i), p['frames']) for i, p in zip(b, plans)]))
+    return [np.fromfile(str(ds.paths[i]), np.uint8) for i in b], [p['frames'] for p in plans]
 
 # %% ../nbs/03_dali.ipynb #aba95056
 @patch_to(DaliLoader)
@@ -187,63 +172,46 @@ def _unreadable(self, i:int, # item index
                 frames # the frame indices its clips need (past the end included: those are padding)
                )->str: # why the clips cannot be decoded, in the OpenCV loader's words; '' when they can
     "Check with OpenCV's `read_frames` that item `i`'s frames exist (its last frame once per video, all of them if that fails)"
-    ds = self.dataset
-    path, n = ds.paths[i], ds.infos[i]['n_frames']
-    if i not in self._complete:
-        try: read_frames(path, [n - 1], size=None, n_frames=n); self._complete[i] = True
-        except DataError: self._complete[i] = False
-    if self._complete[i]: return ''
-    try: read_frames(path, frames[frames < n], size=None, n_frames=n); return ''
-    except DataError as e: return str(e)
+    path, n = self.dataset.paths[i], self.dataset.infos[i]['n_frames']
+    def why(idxs):
+        try: read_frames(path, idxs, size=None, n_frames=n); return ''
+        except DataError as e: return str(e)
+    if i not in self._complete: self._complete[i] = not why([n - 1])
+    return '' if self._complete[i] else why(frames[frames < n])
 
 @patch_to(DaliLoader)
-def _batch(self, outs)->Optional[dict]: # None when every item of the batch was skipped
-    x, idx = outs
-    _, plans, why = self._fed.pop(0)
-    ds = self.dataset
+def _batch(self, x)->Optional[dict]: # x: the decoded clips of the batch fed first; None when every item was skipped
+    b, plans, why = self._fed.pop(0)
+    ds, dev = self.dataset, f'cuda:{self.device_id}' if self.device == 'gpu' else 'cpu'
     for w in filter(None, why):
         if ds.cfg.strict: raise DataError(w)
         warnings.warn(f"skipping: {w}")
-    keep = [not w for w in why]
-    if not any(keep): return None
-    dev = f'cuda:{self.device_id}' if self.device == 'gpu' else 'cpu'
-    multi = not ds.train and ds.n_clips != 1
-    shape = lambda t: t.view(-1, ds.cfg.clip_len, *t.shape[1:]) if multi else t   # (N·T,H,W,3) -> (N,T,H,W,3)
-    xs = [shape(_to_torch(t, dev)) for t, k in zip(x, keep) if k]               # one tensor per item, as decoded
-    idx = np.array(idx.as_tensor()).reshape(-1)[keep]
-    pick = lambda v: torch.from_numpy(np.stack(v if multi else [o[0] for o in v]))   # (N,…) per item, or its one clip
-    kept = [p for p, k in zip(plans, keep) if k]
-    b = dict(pixel_values=torch.stack(xs) if len({t.shape for t in xs}) == 1 else xs, plan=pick([p['plan'] for p in kept]),
-             mask=pick([p['mask'] for p in kept]), filename=[ds.df.FileName[i] for i in idx])
-    if ds.labelled: b['labels'] = torch.tensor(ds.df.EF.values[idx], dtype=torch.float32)
-    return b
-
-@patch_to(DaliLoader)
-def _drain(self):
-    "Finish the pipeline's epoch (discarding prefetched batches) and reset it"
-    if self._pipe is None: return
-    self._batches = iter(())
-    try:
-        while True: self._pipe.run()
-    except StopIteration: pass
-    self._pipe.reset(); self._fed = []
+    # each item as `EchoDataset` makes it, its N·T decoded frames as (N,T,H,W,3); collated as the OpenCV loader does
+    return collate([None if w else ds._item(int(i), _to_torch(t, dev).view(-1, ds.cfg.clip_len, *t.shape()[1:]),
+                                            torch.from_numpy(p['plan']), torch.from_numpy(p['mask']))
+                    for i, t, p, w in zip(b, x, plans, why)])
 
 @patch_to(DaliLoader)
 def __iter__(self):
     idx = np.array([i[1] if isinstance(i, tuple) else i for i in self.sampler], dtype=int)
     bs, n = self.batch_size, len(self)
     self._batches = iter([idx[i*bs:(i+1)*bs] for i in range(n)])
-    if self._pipe is None: self._pipe = self._build()
+    if self._pipe is None:
+        self._pipe = _decoder(self._next_batch, self.device, self.device_id, self.batch_size, self.num_threads)
     try:
         for _ in range(n):
-            try: outs = self._pipe.run()
+            try: x = self._pipe.run()[0]
             except (RuntimeError, ValueError) as e:
                 files = sorted({self.dataset.df.FileName[i] for b, *_ in self._fed for i in b})
                 self._pipe = None
                 raise DataError(f"{self.where}: DALI failed on a batch holding {', '.join(files)}: {_dali_msg(e)}") from None
-            yield self._batch(outs)
-    finally:
-        if self._pipe is not None: self._drain()
+            yield self._batch(x)
+    finally:   # finish the pipeline's epoch (discarding the prefetched batches) and reset it
+        if self._pipe is not None:
+            self._batches = iter(())
+            with contextlib.suppress(StopIteration):
+                while True: self._pipe.run()
+            self._pipe.reset(); self._fed = []
 
 # %% ../nbs/03_dali.ipynb #ba4d54bb
 @delegates(DaliLoader, but=['dataset', 'batch_size', 'sampler', 'drop_last'])
@@ -258,29 +226,24 @@ def get_dali_dataloaders(cfg:DataConfig, # data settings (root, sizes, batch siz
     return split_loaders(cfg, lambda ds, sampler, bs, train: DaliLoader(ds, bs, sampler, drop_last=train, **kwargs),
                          splits, seed, rank, world_size, eval_batch_size)
 
-# %% ../nbs/03_dali.ipynb #1f87b6a6
-def _trial_decode(root, device):
-    "Decode one frame of the first video with DALI; the error message, or '' when it works"
-    df = read_filelist(root, check_videos=False)
-    try: dali_read_frames(Path(root)/'Videos'/f'{df.FileName[0]}.avi', [0], device); return ''
-    except Exception as e: return _dali_msg(e)[:200]
-
 def choose_loader(cfg:DataConfig, # its `loader` (cv2, dali or auto) and `root` decide
                   device:Optional[str]=None # DALI device; None: the GPU when present
                  )->tuple: # (backend 'cv2' or 'dali', DALI device or None, reason)
-    "Pick the data backend for `cfg`, and say why"
+    "Pick the data backend for `cfg`, and say why (`auto` tries one decode of the first video before it takes DALI)"
     if cfg.loader not in LOADERS: raise ConfigError(f"config key 'data.loader': expected one of {', '.join(LOADERS)}, got {cfg.loader!r}")
     if cfg.loader == 'cv2': return 'cv2', None, 'data.loader is cv2'
     ok, why = dali_available()
     if not ok:
         if cfg.loader == 'dali': _dali()
         return 'cv2', None, why
-    dev = dali_device(device)
-    codecs = probe_codecs(cfg.root)
+    dev, codecs = dali_device(device), probe_codecs(cfg.root)
     try: check_dali_codecs(codecs, dev, Path(cfg.root)/'Videos')
-    except DataError as e:
+    except DataError:
         if cfg.loader == 'dali': raise
         return 'cv2', None, f"DALI cannot decode {'/'.join(codecs)} ({', '.join(CODEC_NAMES.get(codec_of(c), c) for c in codecs)}) on the {dev.upper()}; transcode to MJPEG to use it"
-    if cfg.loader == 'auto' and (err := _trial_decode(cfg.root, dev)):
-        return 'cv2', None, f"a trial DALI decode on the {dev.upper()} failed ({err})"
+    if cfg.loader == 'auto':
+        first = Path(cfg.root)/'Videos'/f"{read_filelist(cfg.root, check_videos=False).FileName[0]}.avi"
+        try: dali_read_frames(first, [0], dev)
+        except Exception as e:
+            return 'cv2', None, f"a trial DALI decode on the {dev.upper()} failed ({_dali_msg(e)[:200]})"
     return 'dali', dev, f"DALI decodes {'/'.join(codecs)} on the {dev.upper()}"

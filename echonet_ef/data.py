@@ -4,7 +4,7 @@
 
 # %% auto #0
 __all__ = ['REQUIRED_COLS', 'IDENTITY_PLAN', 'LOADERS', 'data_root', 'read_filelist', 'read_tracings', 'tracing_volumes',
-           'video_period', 'clip_span', 'clip_starts', 'clip_indices', 'parse_clips', 'sample_clip', 'draw_plan',
+           'video_period', 'clip_span', 'clip_indices', 'clip_starts', 'parse_clips', 'sample_clip', 'draw_plan',
            'DeviceClipTransform', 'ClipTransform', 'EchoDataset', 'EpochSampler', 'collate', 'model_inputs',
            'split_data', 'split_loaders', 'cpu_cores', 'n_workers', 'WorkerTransform', 'worker_init', 'get_dataloaders',
            'make_dataloaders']
@@ -27,74 +27,58 @@ REQUIRED_COLS = ['FileName','EF','Split']
 def data_root(root)->Path:
     "`root` as a `Path`, checked: a data folder was given, and it exists"
     if root is None: raise DataError("no data folder given (set data.root or pass --data DIR)")
-    root = Path(root)
-    if not root.is_dir(): raise DataError(f"{root}: data folder not found")
+    if not (root := Path(root)).is_dir(): raise DataError(f"{root}: data folder not found")
     return root
 
 # %% ../nbs/02_data.ipynb #5133c3ec
 def _check_filelist(df:pd.DataFrame, path:Path, labels:bool=True)->pd.DataFrame:
     "Validate and normalise a FileList `df` read from `path` (an empty EF cell is an unlabelled video)"
-    missing = [c for c in (REQUIRED_COLS if labels else ['FileName', 'Split']) if c not in df.columns]
-    if missing:
+    if missing := [c for c in (REQUIRED_COLS if labels else ['FileName', 'Split']) if c not in df.columns]:
         raise DataError(f"{path}: missing required column(s) {', '.join(map(repr, missing))} "
                         f"(found: {', '.join(map(str, df.columns))})")
-    df = df.copy()
-    if 'EF' not in df.columns: df['EF'] = np.nan
+    df = df.copy() if 'EF' in df.columns else df.assign(EF=np.nan)
     df['FileName'] = df['FileName'].astype(str).str.strip().str.replace(r'\.avi$', '', regex=True)
-    ef = pd.to_numeric(df['EF'], errors='coerce')
-    bad = (ef.isna() & df['EF'].notna()) | (ef < 0) | (ef > 100)
-    if bad.any():
-        i = int(np.argmax(bad.values))
-        raise DataError(f"{path}: row {i+2} ({df.FileName.iloc[i]}): EF {str(df.EF.iloc[i])!r} "
-                        "is not a number between 0 and 100")
-    df['EF'] = ef.astype(float)
-    split = df['Split'].astype(str).str.strip().str.upper()
-    bad = ~split.isin(SPLITS)
-    if bad.any():
-        i = int(np.argmax(bad.values))
-        raise DataError(f"{path}: row {i+2} ({df.FileName.iloc[i]}): unknown Split {str(df.Split.iloc[i])!r} "
-                        "(expected TRAIN, VAL or TEST)")
-    df['Split'] = split
+    ef, split = pd.to_numeric(df['EF'], errors='coerce'), df['Split'].astype(str).str.strip().str.upper()
+    bad_ef = (ef.isna() & df.EF.notna()) | (ef < 0) | (ef > 100)
+    for col, bad, msg in (('EF', bad_ef, "EF {!r} is not a number between 0 and 100"),
+                          ('Split', ~split.isin(SPLITS), "unknown Split {!r} (expected TRAIN, VAL or TEST)")):
+        if bad.any():
+            i = int(np.argmax(bad.values))
+            raise DataError(f"{path}: row {i+2} ({df.FileName.iloc[i]}): " + msg.format(str(df[col].iloc[i])))
+    df['EF'], df['Split'] = ef.astype(float), split
     dup = df.FileName[df.FileName.duplicated()]
     if len(dup): raise DataError(f"{path}: duplicate FileName {dup.iloc[0]!r} ({len(dup)} duplicate row(s))")
     return df.reset_index(drop=True)
 
 # %% ../nbs/02_data.ipynb #48298c19
-def _labelled(df:pd.DataFrame, path:Path, split:Optional[str])->pd.DataFrame:
-    "The rows of `df` with an EF; the number of others in `attrs['unlabelled']`; an error if none has one"
-    unl = df.EF.isna()
-    if len(df) and unl.all():
-        rows = f"no {split.upper()} video" if split else "no video"
-        raise DataError(f"{path}: {rows} has an EF (the EF column is empty, as in a DICOM export converted without "
-                        "labels): label it with echonet_ef_convert --labels CSV")
-    out = df[~unl].reset_index(drop=True)
-    out.attrs['unlabelled'] = int(unl.sum())
-    return out
-
 def read_filelist(root, # EchoNet-Dynamic folder holding FileList.csv and Videos/
                   split:Optional[str]=None, # TRAIN, VAL or TEST; None for all rows
                   check_videos:bool=True, # fail if a listed video is missing from Videos/
                   labels:bool=True # keep only rows with an EF (count of the others in `attrs['unlabelled']`); False: all
                  )->pd.DataFrame:
     "Read and validate `root`/FileList.csv, optionally filtered to `split`"
-    root = data_root(root)
-    path = root/'FileList.csv'
+    path = (root := data_root(root))/'FileList.csv'
     if not path.is_file():
         raise DataError(f"{path}: not found (expected EchoNet-Dynamic layout: FileList.csv and Videos/)")
-    try: df = pd.read_csv(path)
+    try: df = _check_filelist(pd.read_csv(path), path, labels)
     except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as e:
         raise DataError(f"{path}: not a readable CSV ({str(e).splitlines()[0]})")
-    df = _check_filelist(df, path, labels)
     if split is not None:
         if split.upper() not in SPLITS: raise DataError(f"unknown split {split!r} (expected TRAIN, VAL or TEST)")
         df = df[df.Split == split.upper()].reset_index(drop=True)
-    if labels: df = _labelled(df, path, split)
+    if labels:
+        unl = df.EF.isna()
+        if len(df) and unl.all():
+            which = f"no {split.upper()} video" if split else "no video"
+            raise DataError(f"{path}: {which} has an EF (the EF column is empty, as in a DICOM export converted "
+                            "without labels): label it with echonet_ef_convert --labels CSV")
+        df = df[~unl].reset_index(drop=True)
+        df.attrs['unlabelled'] = int(unl.sum())
     if check_videos:
-        vids = root/'Videos'
-        if not vids.is_dir(): raise DataError(f"{vids}: videos folder not found")
+        if not (vids := root/'Videos').is_dir(): raise DataError(f"{vids}: videos folder not found")
         have = {p.stem for p in vids.glob('*.avi')}
-        missing = [f for f in df.FileName if f not in have]
-        if missing: raise DataError(f"{path}: {len(missing)} listed video(s) missing from {vids}, e.g. {missing[0]}.avi")
+        if missing := [f for f in df.FileName if f not in have]:
+            raise DataError(f"{path}: {len(missing)} listed video(s) missing from {vids}, e.g. {missing[0]}.avi")
     return df
 
 # %% ../nbs/02_data.ipynb #53a7af1c
@@ -104,16 +88,13 @@ def read_tracings(root # EchoNet-Dynamic folder holding VolumeTracings.csv
     path = data_root(root)/'VolumeTracings.csv'
     if not path.is_file(): raise DataError(f"{path}: not found")
     df = pd.read_csv(path)
-    missing = [c for c in TRACING_COLUMNS if c not in df.columns]
-    if missing:
+    if missing := [c for c in TRACING_COLUMNS if c not in df.columns]:
         raise DataError(f"{path}: missing required column(s) {', '.join(map(repr, missing))} "
                         f"(found: {', '.join(df.columns)})")
     num = df[['X1','Y1','X2','Y2','Frame']].apply(pd.to_numeric, errors='coerce')
-    if num.isna().any().any():
-        i = int(np.argmax(num.isna().any(axis=1).values))
-        raise DataError(f"{path}: row {i+2}: coordinates and Frame must be numbers")
-    df[num.columns] = num
-    df['FileName'] = df.FileName.astype(str)
+    if (bad := num.isna().any(axis=1)).any():
+        raise DataError(f"{path}: row {int(np.argmax(bad.values))+2}: coordinates and Frame must be numbers")
+    df[num.columns], df['FileName'] = num, df.FileName.astype(str)
     return df
 
 # %% ../nbs/02_data.ipynb #d6d89387
@@ -144,6 +125,10 @@ def clip_span(clip_len:int, period:int)->int:
     "Frames from the first to the last frame of a clip, inclusive"
     return (clip_len-1)*period + 1
 
+def clip_indices(start:int, clip_len:int=16, period:int=4)->np.ndarray:
+    "Frame indices of the clip that starts at `start`"
+    return start + period*np.arange(clip_len)
+
 # %% ../nbs/02_data.ipynb #36de66e0
 def clip_starts(n_frames:int, # frames in the video
                 clip_len:int=16, # frames per clip
@@ -157,11 +142,6 @@ def clip_starts(n_frames:int, # frames in the video
         raise ValueError(f"n_clips must be a positive int or 'all', got {n_clips!r}")
     if n_clips == 1: return np.array([last//2])
     return np.round(np.linspace(0, last, n_clips)).astype(int)
-
-# %% ../nbs/02_data.ipynb #4fb60190
-def clip_indices(start:int, clip_len:int=16, period:int=4)->np.ndarray:
-    "Frame indices of the clip that starts at `start`"
-    return start + period*np.arange(clip_len)
 
 # %% ../nbs/02_data.ipynb #49d67035
 def parse_clips(clips # 1, N, 'all', or the same as a string
@@ -222,23 +202,19 @@ class DeviceClipTransform:
 # %% ../nbs/02_data.ipynb #8e291f6f
 def _shift(x, d):
     "Move each clip of `x` (K,T,…,H,W) by whole pixels `d` (K,2) = (dy, dx), black coming in at the edge"
-    h, w = x.shape[-2:]
-    d = d.round().long().tolist()
-    m = max(max(abs(a), abs(b)) for a, b in d)
-    if m == 0: return x
+    (h, w), d = x.shape[-2:], d.round().long()
+    if (m := int(d.abs().max())) == 0: return x
     xp = F.pad(x, (m,)*4)
-    return torch.stack([xp[i, ..., m+dy:m+dy+h, m+dx:m+dx+w] for i, (dy, dx) in enumerate(d)])
+    return torch.stack([xp[i, ..., m+dy:m+dy+h, m+dx:m+dx+w] for i, (dy, dx) in enumerate(d.tolist())])
 
 def _zoom_rotate(x, scale, angle):
     "Zoom each clip of `x` (K,T,3,H,W) by `scale` (K,) and rotate it by `angle` (K,) degrees about its centre"
     k, t, c, h, w = x.shape
     a = torch.deg2rad(angle.float())
-    cos, sin = torch.cos(a)/scale, torch.sin(a)/scale
-    theta = torch.stack([torch.stack([cos, -sin*h/w, torch.zeros_like(a)], 1),
-                         torch.stack([sin*w/h, cos, torch.zeros_like(a)], 1)], 1).to(x.dtype)
+    cos, sin, zero = torch.cos(a)/scale, torch.sin(a)/scale, torch.zeros_like(a)
+    theta = torch.stack([torch.stack([cos, -sin*h/w, zero], 1), torch.stack([sin*w/h, cos, zero], 1)], 1).to(x.dtype)
     grid = F.affine_grid(theta, (k, t*c, h, w), align_corners=False)
-    return F.grid_sample(x.reshape(k, t*c, h, w), grid, mode='bilinear', padding_mode='zeros',
-                         align_corners=False).view(k, t, c, h, w)
+    return F.grid_sample(x.reshape(k, t*c, h, w), grid, align_corners=False).view(k, t, c, h, w)   # bilinear, zeros
 
 @patch_to(DeviceClipTransform)
 def geometry(self, x:torch.Tensor, # (K,T,3,H,W) uint8 frames
@@ -317,18 +293,6 @@ def __call__(self, frames:np.ndarray, mask=None, rng:Optional[np.random.Generato
     "One uint8 clip (T,H,W,3) -> the model's input (T,3,size,size) on the CPU, with a plan drawn from `rng`"
     return self.device(frames, self.plan(rng or np.random.default_rng()), mask)
 
-# %% ../nbs/02_data.ipynb #94b50618
-def _probe(paths:list, strict:bool)->tuple: # (indices of the readable videos, their infos, [(name, reason)] of the others)
-    "Probe every video of `paths` (`video_info`); the unreadable ones are skipped with a warning, or raise if `strict`"
-    keep, infos, skipped = [], [], []
-    for i, p in enumerate(paths):
-        try: infos.append(video_info(p)); keep.append(i)
-        except DataError as e:
-            if strict: raise
-            skipped.append((Path(p).stem, str(e)))
-    if skipped: warnings.warn(f"skipped {len(skipped)} unreadable video(s), e.g. {skipped[0][1]}")
-    return keep, infos, skipped
-
 # %% ../nbs/02_data.ipynb #ad52428a
 class EchoDataset(Dataset):
     "Clips of one split of an EchoNet-Dynamic folder with their EF, or of a list of videos without labels, read with OpenCV"
@@ -351,7 +315,13 @@ class EchoDataset(Dataset):
             df = pd.DataFrame(dict(FileName=[p.stem for p in paths], EF=np.nan))
         store_attr('split,cfg,train,n_clips,seed')
         self.root, self.labelled, self.epoch = None if root is None else Path(root), videos is None, 0
-        keep, self.infos, self.skipped = _probe(paths, cfg.strict)
+        keep, self.infos, self.skipped = [], [], []   # (name, reason) of each unreadable video
+        for i, p in enumerate(paths):
+            try: self.infos.append(video_info(p)); keep.append(i)
+            except DataError as e:
+                if cfg.strict: raise
+                self.skipped.append((p.stem, str(e)))
+        if self.skipped: warnings.warn(f"skipped {len(self.skipped)} unreadable video(s), e.g. {self.skipped[0][1]}")
         self.df, self.paths = df.iloc[keep].reset_index(drop=True), [paths[i] for i in keep]
         self.tfm = ClipTransform.from_config(cfg, train)
 
@@ -373,6 +343,14 @@ def starts(self, i:int, rng=None)->np.ndarray:
 
 # %% ../nbs/02_data.ipynb #961318a1
 @patch_to(EchoDataset)
+def _item(self, i:int, x, plan, mask)->dict:
+    "Item `i` from tensors of its N clips: `x` (N,T,H,W,3), `plan` (N,6) and `mask` (N,T)"
+    pick = (lambda v: v[0]) if self.train or self.n_clips == 1 else (lambda v: v)   # a single clip goes without N
+    item = dict(pixel_values=pick(x), plan=pick(plan), mask=pick(mask), filename=self.df.FileName[i])
+    if self.labelled: item['labels'] = torch.tensor(self.df.EF[i], dtype=torch.float32)
+    return item
+
+@patch_to(EchoDataset)
 def __getitem__(self, i)->dict: # i: an index, or (epoch, index)
     "Item `i`: uint8 clip(s) as `pixel_values`, their `plan` and `mask`, its `filename`, and its EF as `labels` if labelled"
     epoch, i = i if isinstance(i, tuple) else (self.epoch, i)
@@ -382,12 +360,8 @@ def __getitem__(self, i)->dict: # i: an index, or (epoch, index)
     except DataError as e:
         if self.cfg.strict: raise
         warnings.warn(f"skipping: {e}"); return None
-    plans = [self.tfm.plan(rng) for _ in clips]
-    pick = (lambda v: v[0]) if (self.train or self.n_clips == 1) else np.stack
-    item = dict(pixel_values=torch.from_numpy(pick([f for f, _ in clips])), plan=torch.from_numpy(pick(plans)),
-                mask=torch.from_numpy(pick([m for _, m in clips])), filename=self.df.FileName[i])
-    if self.labelled: item['labels'] = torch.tensor(self.df.EF[i], dtype=torch.float32)
-    return item
+    frames, masks = (torch.from_numpy(np.stack(v)) for v in zip(*clips))
+    return self._item(i, frames, torch.from_numpy(np.stack([self.tfm.plan(rng) for _ in clips])), masks)
 
 # %% ../nbs/02_data.ipynb #af1cb34b
 class EpochSampler(torch.utils.data.Sampler):
@@ -423,8 +397,7 @@ def __len__(self): return len(self._order()) - self.start
 # %% ../nbs/02_data.ipynb #b8879e6e
 def collate(items):
     "Default collation, dropping items that failed to read (`None`), with clips of mixed sizes kept as a list"
-    items = [o for o in items if o is not None]
-    if not items: return None
+    if not (items := [o for o in items if o is not None]): return None
     if len({tuple(o['pixel_values'].shape) for o in items if 'pixel_values' in o}) > 1:
         px = [o.pop('pixel_values') for o in items]
         return {**torch.utils.data.default_collate(items), 'pixel_values': px}
@@ -436,11 +409,9 @@ def model_inputs(b:dict, # a batch: uint8 `pixel_values`, and their `plan` and `
                  device=None # where the model is (default: where the clips are)
                 )->torch.Tensor: # float (B,T,3,S,S) or (B,N,T,3,S,S)
     "The model's input for batch `b`: its clips moved to `device` and transformed there"
-    x = b['pixel_values']
-    if b.get('transformed'): return x if device is None else x.to(device, non_blocking=True)
-    if device is not None:
-        x = [o.to(device, non_blocking=True) for o in x] if isinstance(x, list) else x.to(device, non_blocking=True)
-    return tfm(x, b.get('plan'), b.get('mask'))
+    x, to = b['pixel_values'], lambda t: t if device is None else t.to(device, non_blocking=True)
+    if b.get('transformed'): return to(x)
+    return tfm([to(o) for o in x] if isinstance(x, list) else to(x), b.get('plan'), b.get('mask'))
 
 # %% ../nbs/02_data.ipynb #6bd1ad7c
 def split_data(cfg:DataConfig, split:str, seed:int=0, rank:int=0, world_size:int=1
@@ -451,7 +422,6 @@ def split_data(cfg:DataConfig, split:str, seed:int=0, rank:int=0, world_size:int
     train = split == 'TRAIN'
     return ds, EpochSampler(len(ds), shuffle=train, seed=seed, rank=rank, world_size=world_size, drop_last=train)
 
-# %% ../nbs/02_data.ipynb #ed2c2979
 def split_loaders(cfg:DataConfig, # data settings
                   make, # `make(ds, sampler, batch_size, train)` -> a loader
                   splits=('TRAIN','VAL'), # splits to build
@@ -516,12 +486,8 @@ def make_dataloaders(cfg:DataConfig, # data settings; `cfg.loader` picks the bac
     "Loaders for the splits from the backend `cfg.loader` asks for (cv2, dali or auto)"
     from echonet_ef.dali_loader import choose_loader, get_dali_dataloaders   # NVIDIA DALI itself only if it is used
     backend, dev, why = choose_loader(cfg, device)
-    msg = f"data loader: {backend} ({why})"
-    if cfg.loader == 'auto' and backend == 'cv2': warnings.warn(msg)
-    else: _log.info(msg)
-    if backend == 'dali':
-        kwargs.pop('tfm_in_workers', None)   # DALI decodes; the transform stays in the step
-        dls = get_dali_dataloaders(cfg, device=dev, **kwargs)
-    else: dls = get_dataloaders(cfg, **kwargs)
+    (warnings.warn if cfg.loader == 'auto' and backend == 'cv2' else _log.info)(f"data loader: {backend} ({why})")
+    if backend == 'dali': kwargs.pop('tfm_in_workers', None)   # DALI decodes; the transform stays in the step
+    dls = get_dali_dataloaders(cfg, device=dev, **kwargs) if backend == 'dali' else get_dataloaders(cfg, **kwargs)
     for dl in dls.values(): dl.backend, dl.backend_reason = backend, why
     return dls

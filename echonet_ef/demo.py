@@ -62,20 +62,16 @@ train:
   threads: 1              # one core for the model, one for the loader worker (more threads beside it spin-wait and slow the step down)
   wandb: disabled
 """
-
-# %% ../nbs/10_demo.ipynb #9d7a9b37
 def demo_config(data:str, # the dataset folder
                 overrides=() # 'section.key=value' strings
                )->Config:
     "The demo's `Config`, reading from `data`"
     return load_config(yaml.safe_load(DEMO_YAML), [f'data.root={data}', *overrides])
 
-# %% ../nbs/10_demo.ipynb #24c7de11
+# %% ../nbs/10_demo.ipynb #779266ec
 DEMO = 'echonet_ef_demo'                              # the command that owns the demo's output folder
 PARTS = ('data', 'run', 'report', 'metrics.json')    # everything the demo writes in its output folder
 MIN_VIDEOS = 3                                        # one TRAIN, one VAL and one TEST video at least
-
-# %% ../nbs/10_demo.ipynb #779266ec
 def claim_output(out:Path, # the demo's output folder, held with `lock_folder`
                  overwrite:bool # whether an earlier demo run there may be replaced
                 )->Path:
@@ -102,13 +98,6 @@ def _dataset(out:Path, n_videos:int, seed:int, quiet:bool)->pd.DataFrame:
     if not quiet: print(f"  done in {time.time()-t0:.0f} s\n" + dataset_summary(df))
     return df
 
-# %% ../nbs/10_demo.ipynb #a3990935
-def _check_n(n_videos):
-    "A one-line error for a bad number of videos, before anything is written"
-    if isinstance(n_videos, bool) or not isinstance(n_videos, (int, np.integer)) or not MIN_VIDEOS <= n_videos <= MAX_VIDEOS:
-        raise ConfigError(f"n_videos must be a whole number from {MIN_VIDEOS} to {MAX_VIDEOS} "
-                          f"(one TRAIN, VAL and TEST video at least), got {n_videos}")
-
 # %% ../nbs/10_demo.ipynb #59f757ad
 def run_demo(out='demo_run', # output folder
              n_videos:int=1200, # synthetic videos to generate
@@ -120,7 +109,10 @@ def run_demo(out='demo_run', # output folder
             )->dict: # the metrics written to OUT/metrics.json
     "Generate synthetic data, train the demo model, evaluate it on TEST and write a report to `out`"
     out, t0 = Path(out), time.time()
-    _check_n(n_videos); check_seed(seed)
+    if isinstance(n_videos, bool) or not isinstance(n_videos, (int, np.integer)) or not MIN_VIDEOS <= n_videos <= MAX_VIDEOS:
+        raise ConfigError(f"n_videos must be a whole number from {MIN_VIDEOS} to {MAX_VIDEOS} "
+                          f"(one TRAIN, VAL and TEST video at least), got {n_videos}")
+    check_seed(seed)
     if minutes is not None: check_range('--minutes', minutes, 0.01)
     ov = [f'train.seed={seed}', *( [f'train.max_minutes={minutes}'] if minutes is not None else []), *overrides]
     cfg = demo_config(str(out/'data'), ov)
@@ -136,21 +128,16 @@ def _run(out:Path, cfg:Config, n_videos:int, seed:int, overwrite:bool, quiet:boo
     if not quiet: print(_training_note(cfg))
     st = Trainer(cfg, out/'run', overwrite=overwrite, quiet=quiet).fit()
     t_train = time.time()
-    _store_ref_stats(out, cfg)
-    df, met = evaluate_checkpoint(out/'run', out/'data', 'TEST', out/'report', clips=4, calibrate=True)
+    tr = read_filelist(out/'data', 'TRAIN').FileName[:40]       # the OOD ranges of (up to 40 of) its training videos
+    ref = reference_stats([out/'data'/'Videos'/f'{f}.avi' for f in tr], period=cfg.data.period)
+    store_reference_stats(find_model(out/'run'), ref)
+    met = evaluate_checkpoint(out/'run', out/'data', 'TEST', out/'report', clips=4, calibrate=True)[1]
     with atomic_write(out/'report'/'loss_curve.png', 'wb') as f: f.write((out/'run'/'loss_curve.png').read_bytes())
     met = json_safe(dict(met, mae_ratio=met['mae']/met['baseline_mae'], train_steps=st['step'], train_stopped=st['stopped'],
                train_minutes=(t_train-t0)/60, total_minutes=(time.time()-t0)/60))   # as metrics.json holds it
     save_json(met, out/'metrics.json')
     if not quiet: print(_summary(met, out))
     return met
-
-# %% ../nbs/10_demo.ipynb #0fba3159
-def _store_ref_stats(out:Path, cfg:Config, n:int=40):
-    "Give the demo model the intensity/motion ranges of its training videos, for the out-of-distribution flag"
-    tr = read_filelist(out/'data', 'TRAIN').FileName[:n]
-    ref = reference_stats([out/'data'/'Videos'/f'{f}.avi' for f in tr], period=cfg.data.period)
-    store_reference_stats(find_model(out/'run'), ref)
 
 # %% ../nbs/10_demo.ipynb #3a4ce238
 def _training_note(cfg:Config)->str:
@@ -163,10 +150,9 @@ def _num(v)->str: return 'n/a' if v is None or v != v else f'{v:.2f}'   # NaN is
 
 def _summary(m:dict, out)->str:
     "The demo's closing summary of metrics `m`, ending with the next commands to run"
-    warn = ''
-    if m.get('train_stopped') and 'time budget' in m['train_stopped']:
-        warn = (f"\nwarning: training stopped on its safety time limit ({m['train_stopped']}); this machine is much "
-                f"slower than expected, so this result is not the demo's usual one")
+    stopped = m.get('train_stopped') or ''
+    warn = (f"\nwarning: training stopped on its safety time limit ({stopped}); this machine is much slower than "
+            f"expected, so this result is not the demo's usual one") if 'time budget' in stopped else ''
     return (f"\nTEST: MAE {m['mae']:.2f} (always predicting the training mean: {m['baseline_mae']:.2f}; "
             f"ratio {m['mae_ratio']:.2f}), RMSE {m['rmse']:.2f}, R² {m['r2']:.3f}, "
             f"90% interval: coverage {m['coverage']:.0%}, mean width {m['mean_width']:.1f}, "

@@ -36,8 +36,7 @@ def eval_starts(ds:EchoDataset, # the split (its probe gives each video's frame 
                )->np.ndarray:
     "Start frames of item `i`'s evaluation clips: N evenly spaced, capped at the video's distinct start positions"
     n, p, L = ds.infos[i]['n_frames'], ds.period(i), ds.cfg.clip_len
-    positions = max(0, n - clip_span(L, p)) + 1
-    return clip_starts(n, L, p, 'all' if clips == 'all' or clips >= positions else clips)
+    return clip_starts(n, L, p, 'all' if clips == 'all' or clips > max(0, n - clip_span(L, p)) else clips)
 
 # %% ../nbs/07_evaluate.ipynb #c5c7b022
 class VideoFrames(torch.utils.data.Dataset):
@@ -58,7 +57,7 @@ class VideoFrames(torch.utils.data.Dataset):
         pos = np.where(idx < n, np.searchsorted(want, np.minimum(idx, want[-1])), -1)
         return dict(item=i, frames=torch.from_numpy(fr), pos=torch.from_numpy(pos))
 
-# %% ../nbs/07_evaluate.ipynb #bb57bca2
+# %% ../nbs/07_evaluate.ipynb #d67fff86
 PRED_COLS = ['FileName', 'EF', 'EF_pred', 'EF_low', 'EF_high', 'EF_std', 'category', 'category_pred',
              'ef_range', 'ef_range_pred', 'n_clips', 'skipped', 'reason']
 
@@ -66,7 +65,6 @@ def _one(items): return items[0]
 
 def _strict(reason): return DataError(f"{reason} (strict: an unreadable video is an error, not skipped)")
 
-# %% ../nbs/07_evaluate.ipynb #d67fff86
 def _row(f, ef, o, method='mc_dropout', spreads=(), reason='')->dict:
     "The row of video `f` from its `ClipOutputs` `o`, without the interval; a skipped row when `o` is None"
     row = dict(FileName=f, EF=ef, category=clinical_category(ef), ef_range=ef_category(ef), skipped=o is None,
@@ -139,11 +137,7 @@ def ef_report(df:pd.DataFrame, # predictions, as from `evaluate_model`
     return {**clinical_metrics(df.EF, df.EF_pred, df.EF_low, df.EF_high, spread=df.EF_std, **kwargs), 'level': level}
 
 # %% ../nbs/07_evaluate.ipynb #4339cddb
-_BIN_EDGES = [0, 30, 40, 55, 70, 100]
-
-def _ax(ax, figsize=(5, 4.5)):
-    if ax is not None: return ax.figure, ax
-    return plt.subplots(figsize=figsize)
+def _ax(ax, figsize=(5, 4.5)): return (ax.figure, ax) if ax is not None else plt.subplots(figsize=figsize)
 
 def plot_scatter(df:pd.DataFrame, # predictions
                  ax=None # axis to draw on; default a new figure
@@ -151,7 +145,7 @@ def plot_scatter(df:pd.DataFrame, # predictions
     "Predicted vs true EF with the identity line, EF-range bands and intervals"
     fig, ax = _ax(ax)
     lo = max(0, min(df.EF.min(), df.EF_low.min()) - 5); hi = min(100, max(df.EF.max(), df.EF_high.max()) + 5)
-    for i, (a, b) in enumerate(zip(_BIN_EDGES[:-1], _BIN_EDGES[1:])):
+    for i, (a, b) in enumerate(np.clip([r[:2] for r in EF_BINS], 0, 100)):
         ax.add_patch(plt.Rectangle((a, a), b - a, b - a, color=f'C{i}', alpha=0.12, lw=0))
     ax.errorbar(df.EF, df.EF_pred, yerr=[df.EF_pred - df.EF_low, df.EF_high - df.EF_pred], fmt='o', ms=4, alpha=0.7,
                 elinewidth=0.8, color='k', ecolor='0.5')
@@ -168,9 +162,8 @@ def plot_bland_altman(df:pd.DataFrame, ax=None):
     ba = bland_altman(df.EF, df.EF_pred)
     ax.scatter((df.EF + df.EF_pred)/2, df.EF_pred - df.EF, s=16, alpha=0.7, color='k')
     ax.axhline(ba['bias'], color='C0', label=f"bias {ba['bias']:.2f}")
-    loa = f"95% LoA {ba['loa_low']:.1f} … {ba['loa_high']:.1f}"
-    for k in ('loa_low', 'loa_high'):
-        if np.isfinite(ba[k]): ax.axhline(ba[k], color='C3', ls='--', label=loa if k == 'loa_low' else None)
+    for k, lab in (('loa_low', f"95% LoA {ba['loa_low']:.1f} … {ba['loa_high']:.1f}"), ('loa_high', None)):
+        if np.isfinite(ba[k]): ax.axhline(ba[k], color='C3', ls='--', label=lab)
     ax.axhline(0, color='0.6', lw=0.8)
     ax.set(xlabel='mean of true and predicted EF (%)', ylabel='predicted − true EF', title='Bland–Altman')
     ax.legend(fontsize=8)
@@ -238,11 +231,9 @@ def fig_png(fig)->bytes:
 
 def save_fig(fig, path)->Path:
     "Save `fig` as a PNG at `path`, atomically, and close it"
-    png = fig_png(fig)
-    with atomic_write(path, 'wb') as f: f.write(png)
+    with atomic_write(path, 'wb') as f: f.write(fig_png(fig))
     return Path(path)
 
-# %% ../nbs/07_evaluate.ipynb #45a53ce2
 PLOTS = dict(scatter=plot_scatter, bland_altman=plot_bland_altman, range_mae=plot_range_mae,
              residuals=plot_residuals, roc=plot_roc, calibration=plot_calibration)
 
@@ -252,11 +243,10 @@ def ensemble_table(tables # K tables of one split from K models (`evaluate_model
     "The ensemble's predictions: EF_pred the mean of the members', EF_std (its spread) their standard deviation"
     ok = [t.set_index('FileName') for t in tables]
     pr = pd.concat([t.EF_pred for t in ok], axis=1)
-    keep = pr.notna().all(1)
-    df = ok[0].assign(EF_pred=pr.mean(1).where(keep), EF_std=pr.std(1, ddof=1).where(keep), skipped=~keep)
-    df['category_pred'] = [clinical_category(e) if k else None for e, k in zip(df.EF_pred, keep)]
-    df['ef_range_pred'] = [ef_category(e) if k else None for e, k in zip(df.EF_pred, keep)]
-    df = df.reset_index()
+    keep, ef = pr.notna().all(1), pr.mean(1)
+    df = ok[0].assign(EF_pred=ef.where(keep), EF_std=pr.std(1, ddof=1).where(keep), skipped=~keep,
+                      category_pred=[clinical_category(e) if k else None for e, k in zip(ef, keep)],
+                      ef_range_pred=[ef_category(e) if k else None for e, k in zip(ef, keep)]).reset_index()
     df.attrs = dict(tables[0].attrs)
     return df
 
@@ -273,7 +263,6 @@ def as_number(v, # a number, or its text
         raise ConfigError(f"{name} must be {'a whole number' if kind is int else 'a number'}, got {v!r}") from None
     return x
 
-# %% ../nbs/07_evaluate.ipynb #c29b806b
 def _check_split(split)->str:
     if not isinstance(split, str) or split.strip().upper() not in SPLITS:
         raise DataError(f"unknown split {split!r} (expected TRAIN, VAL or TEST)")
@@ -290,9 +279,7 @@ def _check_data(data, split):
 def baseline_mae(model:EchoNetRegressor, df:pd.DataFrame, data)->tuple: # (MAE, the training mean EF used)
     "MAE of always predicting the training mean EF (`model.extra['ef_mean']`, else TRAIN's mean in the FileList)"
     m = model.extra.get('ef_mean')
-    if m is None:
-        tr = read_filelist(data, 'TRAIN', check_videos=False)
-        m = tr.EF.mean() if len(tr) else float('nan')
+    if m is None: m = read_filelist(data, 'TRAIN', check_videos=False).EF.mean()   # NaN without TRAIN videos
     return float((df.EF - m).abs().mean()), float(m)
 
 # %% ../nbs/07_evaluate.ipynb #917c1a5c
@@ -313,7 +300,6 @@ def report_files(df:pd.DataFrame, # predictions of every listed video (`evaluate
     if rec is not None: files[CALIBRATION_FILE] = _json_bytes(rec)
     return {**files, 'metrics.json': _json_bytes(m)}
 
-# %% ../nbs/07_evaluate.ipynb #823fc623
 def write_report(out, # the output folder, held with `lock_folder` and owned with `own_folder`
                  files:dict, # from `report_files`
                  keep=() # report files of `out` to leave as they are
@@ -325,7 +311,7 @@ def write_report(out, # the output folder, held with `lock_folder` and owned wit
     return [Path(out)/n for n in files]
 
 # %% ../nbs/07_evaluate.ipynb #50159d88
-def _use_calibration(model, rec, path, level, method, explicit=True)->tuple: # (applied, note)
+def _use_calibration(model, rec, path, explicit, level, method)->tuple: # (applied, note)
     "Apply the calibration `rec` (read from `path`) to `model` at `level`; an error if `explicit` and it does not fit"
     ok, note = apply_calibration(model, rec)
     if ok and method is not None and method != rec['method']:
@@ -345,11 +331,6 @@ def _calibrate(model, mdir, data, val, df, level, kw)->tuple: # (the metrics of 
                  coverage_before=cov(test, None), coverage_after=cov(test, fit)),
             calibration_record(model, mdir, data, fit))
 
-def _members(mdirs, device)->tuple: # (the model, or the `Ensemble` of the models; the member models)
-    "The models in `mdirs`; several make an `Ensemble`, whose fingerprint carries its calibration"
-    ms = [load_model(d, device) for d in mdirs]
-    return (ms[0] if len(ms) == 1 else Ensemble(ms, mdirs)), ms
-
 def _predict(model, members, data, split, level, scale, kw)->pd.DataFrame:
     "The predictions of `split` by the model, or by the ensemble of `members`"
     if len(members) == 1: return evaluate_model(model, data, split, level=level, scale=scale, **kw)
@@ -360,9 +341,9 @@ def _predict(model, members, data, split, level, scale, kw)->pd.DataFrame:
 def _evaluate(mdirs, data, split, calibrate, cal, device, n_boot, level,
               **kw)->tuple: # (predictions, metrics, calibration record or None)
     "Predictions and metrics of the model (or ensemble) in `mdirs`, the record of a new calibration; no writing"
-    model, members = _members(mdirs, device)
-    rec, path, explicit = cal or (None, None, False)
-    applied, note = _use_calibration(model, rec, path, level, kw['method'], explicit) if cal else (False, None)
+    members = [load_model(d, device) for d in mdirs]   # several: an `Ensemble`, whose fingerprint has its calibration
+    model = members[0] if len(members) == 1 else Ensemble(members, mdirs)
+    applied, note = _use_calibration(model, *cal, level, kw['method']) if cal else (False, None)
     kw['method'] = check_method(model, kw['method'], kw['clips']) if len(members) == 1 else 'ensemble'
     df = _predict(model, members, data, split, level, None, kw)
     unl, fit, new = df.attrs.get('unlabelled', 0), {}, None   # new: the record of a new calibration
@@ -373,10 +354,9 @@ def _evaluate(mdirs, data, split, calibrate, cal, device, n_boot, level,
     sc, r = df[~df.skipped], new or model_calibration(model)
     m = ef_report(sc, level, n_boot=n_boot, seed=kw['seed'])
     m['baseline_mae'], m['baseline_ef'] = baseline_mae(model, sc, data)
-    used = kw['n_samples'] if kw['method'] == 'mc_dropout' else 0
-    m.update(fit, split=split, clips=kw['clips'], n_samples=used, method=kw['method'], calibrated=applied,
-             scale=calibration_scale(r, level) if r else 1.0, calibration_note=note,
-             checkpoint=str(mdirs[0]) if len(mdirs) == 1 else [str(d) for d in mdirs],
+    m.update(fit, split=split, clips=kw['clips'], n_samples=kw['n_samples'] if kw['method'] == 'mc_dropout' else 0,
+             method=kw['method'], calibrated=applied, scale=calibration_scale(r, level) if r else 1.0,
+             calibration_note=note, checkpoint=str(mdirs[0]) if len(mdirs) == 1 else [str(d) for d in mdirs],
              weights_id=model.weights_id, n_listed=len(df) + unl, n_unlabelled=unl, n_scored=len(sc),
              n_skipped=len(df) - len(sc), skipped_videos=dict(zip(df.FileName[df.skipped], df.reason[df.skipped])))
     return df, m, new
@@ -384,9 +364,9 @@ def _evaluate(mdirs, data, split, calibrate, cal, device, n_boot, level,
 # %% ../nbs/07_evaluate.ipynb #47961216
 MAX_BATCH, MAX_BOOT = 4096, 100_000   # the most clips per forward pass and bootstrap resamples a command accepts
 
-def _num(v, kind, name):
-    "`v`, read as a `kind` if it is text"
-    return as_number(v, kind, name) if isinstance(v, str) else v
+def _num(name, v, lo, hi, kind=int):
+    "`v` (or the number its text reads as) if it is a `kind` from `lo` to `hi`, else a `ConfigError` naming `name`"
+    return check_range(name, as_number(v, kind, name) if isinstance(v, str) else v, lo, hi, integer=kind is int)
 
 def _workers(v)->int:
     "Loader workers: 0 (decode in this process), a number, or 'auto' (one per core)"
@@ -394,9 +374,7 @@ def _workers(v)->int:
     w = check_workers(v, '--num_workers')
     return cpu_cores() if w is None else w
 
-def _inside(out, folder)->bool:
-    o, f = Path(out).resolve(), Path(folder).resolve()
-    return o == f or f in o.parents
+def _inside(out, folder)->bool: return Path(out).resolve().is_relative_to(Path(folder).resolve())
 
 def evaluate_checkpoint(checkpoint, # model, training checkpoint, run, evaluation or demo folder; a list: an ensemble
                         data, # EchoNet-Dynamic folder
@@ -416,13 +394,11 @@ def evaluate_checkpoint(checkpoint, # model, training checkpoint, run, evaluatio
                         method:Optional[str]=None # uncertainty method (`METHODS`); None: the model's default
                        )->tuple: # (predictions DataFrame, metrics dict)
     "Evaluate a checkpoint on `split` of `data`: predictions, clinical metrics, plots, and optional calibration"
-    split, clips = _check_split(split), parse_clips(clips)
-    level = check_range('--level', _num(level, float, '--level'), 0, 1)
+    split, clips, level = _check_split(split), parse_clips(clips), _num('--level', level, 0, 1, float)
     if not 0 < level < 1: raise ConfigError(f"--level must be a number between 0 and 1 (exclusive), got {level!r}")
-    n_samples = check_range('--samples', _num(n_samples, int, '--samples'), 1, MAX_SAMPLES, integer=True)
-    batch_size = check_range('--batch_size', _num(batch_size, int, '--batch_size'), 1, MAX_BATCH, integer=True)
-    n_boot = check_range('--n_boot', _num(n_boot, int, '--n_boot'), 0, MAX_BOOT, integer=True)
-    seed, num_workers = check_seed(_num(seed, int, '--seed')), _workers(num_workers)
+    n_samples, batch_size = _num('--samples', n_samples, 1, MAX_SAMPLES), _num('--batch_size', batch_size, 1, MAX_BATCH)
+    n_boot, seed = _num('--n_boot', n_boot, 0, MAX_BOOT), _num('--seed', seed, 0, SEED_MAX - 1)
+    num_workers = _workers(num_workers)
     if method is not None and method not in METHODS:
         raise ConfigError(f"method must be one of {', '.join(METHODS)}, got {method!r}")
     if calibrate and calibration is not None:
@@ -432,9 +408,8 @@ def evaluate_checkpoint(checkpoint, # model, training checkpoint, run, evaluatio
         raise ConfigError(f"several checkpoints make an ensemble, whose method is ensemble, not {method}")
     found = [resolve_checkpoint(c) for c in cks]
     mdirs, implied = [f[0] for f in found], (found[0][1] if len(found) == 1 else None)
-    cal = ((read_calibration(calibration), calibration_file(calibration), True)
-           if calibration is not None else (read_calibration(implied), implied, False) if implied and not calibrate
-           else None)
+    cal = ((read_calibration(calibration), calibration_file(calibration), True) if calibration is not None
+           else (read_calibration(implied), implied, False) if implied and not calibrate else None)
     for mdir in mdirs:
         if out is not None and _inside(out, mdir):
             raise ConfigError(f"--out {out} is inside the model folder {mdir}: choose a folder of its own")
@@ -457,29 +432,23 @@ def _fmt(v, d=2)->str:
 
 def _calibration_line(m:dict, out)->str:
     "The summary's line on the interval calibration"
-    f = _fmt
     if 'calibration' in m:
         c = m['calibration']
         few = '' if c['guaranteed'] else ', too few for the finite-sample guarantee'
         own = [k for k, b in c['bins'].items() if b['scales'] is not None]
-        return (f"calibrated on VAL ({c['n']} videos{few}): scale {f(m['scale'])}"
+        return (f"calibrated on VAL ({c['n']} videos{few}): scale {_fmt(m['scale'])}"
                 + (f", and own scales for {', '.join(own)} EF" if own else '')
-                + f"; {m['split']} coverage {f(m['coverage_before'])} -> {f(m['coverage_after'])}"
+                + f"; {m['split']} coverage {_fmt(m['coverage_before'])} -> {_fmt(m['coverage_after'])}"
                 + (f"; written to {Path(out)/CALIBRATION_FILE}" if out is not None else '; not saved (no output folder)'))
     if m.get('calibrated'): return f"interval calibrated with {m['calibration_note']}"
     return "interval not calibrated (scale 1): " + (m.get('calibration_note') or
                                                      "fit one with --calibrate, or pass --calibration")
 
-def _bin_line(m:dict)->str:
-    "The summary's line on the coverage in each guideline category of the predicted EF"
-    per = [f"{k} {_fmt(v['coverage'])} ({v['n']}{', few' if v['few'] else ''})" for k, v in m['coverage_per_bin'].items()]
-    return (f"coverage per category of the predicted EF (videos; few: under {MIN_BIN}, the calibration's pooled "
-            f"scale): {', '.join(per)}")
-
 def _summary(m:dict, out)->str:
     "The command's printed summary of the metrics `m` of a report written to `out`"
     f, n, listed, skipped = _fmt, m['n'], m.get('n_listed', m['n']), m.get('n_skipped', 0)
     unl, ba = m.get('n_unlabelled', 0), m['bland_altman']
+    per = [f"{k} {f(v['coverage'])} ({v['n']}{', few' if v['few'] else ''})" for k, v in m['coverage_per_bin'].items()]
     lines = [f"{m['split']}: {n} of {listed} listed videos scored"
              + (f", {skipped} skipped as unreadable (the reasons are in predictions.csv)" if skipped else '')
              + f"; {m['clips']} clip(s) each; interval: {m['method']}"
@@ -495,7 +464,8 @@ def _summary(m:dict, out)->str:
               f"Spearman ρ(spread, |error|) {f(m['spearman_width_error'])} (scale {f(m['scale'])})",
               f"selective prediction: MAE {f(m['selective_mae_80'])} on the 80% with the narrowest intervals "
               f"(area {f(m['selective_area'], 3)}; 1 = the width says nothing)",
-              _calibration_line(m, out), _bin_line(m)]
+              _calibration_line(m, out), f"coverage per category of the predicted EF (videos; few: under {MIN_BIN}, "
+              f"the calibration's pooled scale): {', '.join(per)}"]
     if out is not None:
         cal = ', calibration.json' if 'calibration' in m or m.get('calibrated') and (Path(out)/CALIBRATION_FILE).exists() else ''
         lines.append(f"wrote predictions.csv, metrics.json{cal} and {len(PLOTS)} plots to {out}")

@@ -12,7 +12,6 @@ import math, zlib, contextlib
 from dataclasses import dataclass
 from typing import Optional
 import numpy as np, torch
-from torch import nn
 from .core import ConfigError
 from .data import DeviceClipTransform
 from .model import EchoNetRegressor, model_data_config
@@ -34,10 +33,10 @@ def backbone_dropout(model:EchoNetRegressor)->bool:
 
 # %% ../nbs/04b_infer.ipynb #7e8e569d
 @contextlib.contextmanager
-def _keep_modes(model:nn.Module):
-    "Restore every submodule's train/eval mode on exit"
+def _eval_mode(model:EchoNetRegressor):
+    "Eval mode inside; every submodule's train/eval mode restored on exit"
     modes = [(mod, mod.training) for mod in model.modules()]
-    try: yield
+    try: yield model.eval()
     finally:
         for mod, t in modes: mod.training = t
 
@@ -52,20 +51,9 @@ def encode_clips(model:EchoNetRegressor, x:torch.Tensor, # clips (B, T, C, H, W)
                  amp_dtype:Optional[torch.dtype]=None # autocast dtype of the backbone (None: full precision)
                 )->tuple: # pooled features (B, hidden) in float32, token weights (B, N)
     "Eval-mode pooled features of the clips `x`"
-    with _keep_modes(model):
-        model.eval()
-        with torch.autocast(x.device.type, dtype=amp_dtype, enabled=amp_dtype is not None):
-            feat, w = model.encode(x)
+    with _eval_mode(model), torch.autocast(x.device.type, dtype=amp_dtype, enabled=amp_dtype is not None):
+        feat, w = model.encode(x)
     return feat.float(), w.float()
-
-def _mc_samples(model, feat, n_samples, x=None)->torch.Tensor: # (n_samples, B)
-    "EF samples with dropout on: of the head, from pooled features `feat`; of the whole model if the backbone has dropout"
-    if not backbone_dropout(model):
-        model.mlp.train()
-        return model.head(feat.repeat(n_samples, 1)).view(n_samples, -1)
-    if x is None: raise ValueError("the backbone has dropout: MC-dropout needs the clips `x`")
-    model.train()
-    return torch.stack([model(x) for _ in range(n_samples)])
 
 @torch.no_grad()
 def head_outputs(model:EchoNetRegressor, feat:torch.Tensor, w:torch.Tensor, # from `encode_clips`
@@ -73,10 +61,15 @@ def head_outputs(model:EchoNetRegressor, feat:torch.Tensor, w:torch.Tensor, # fr
                  x:Optional[torch.Tensor]=None # the clips, needed only when the backbone has dropout of its own
                 )->ClipOutputs:
     "The heads' outputs from pooled features: eval-mode EF, MC-dropout samples, log-variance, tubelet weights"
-    with _keep_modes(model):
-        model.eval()
-        pred, lv = model.head(feat), model.head_log_var(feat)
-        s = _mc_samples(model, feat, n_samples, x) if n_samples > 0 else None
+    with _eval_mode(model):
+        pred, lv, s = model.head(feat), model.head_log_var(feat), None
+        if n_samples > 0 and not backbone_dropout(model):   # dropout in the head only: one batched head pass
+            model.mlp.train()
+            s = model.head(feat.repeat(n_samples, 1)).view(n_samples, -1)
+        elif n_samples > 0:                                   # dropout in the backbone too: the whole model
+            if x is None: raise ValueError("the backbone has dropout: MC-dropout needs the clips `x`")
+            model.train()
+            s = torch.stack([model(x) for _ in range(n_samples)])
     return ClipOutputs(pred, s, lv, model.tubelet_weights(w))
 
 def clip_outputs(model:EchoNetRegressor, x:torch.Tensor, # clips (B, T, C, H, W) on the model's device
@@ -94,8 +87,7 @@ def video_seed(seed:int, # the run's seed
     return (int(seed)*1_000_003 + zlib.crc32(str(name).encode())) % 2**63
 
 # %% ../nbs/04b_infer.ipynb #f7e837db
-def clip_positions(n_frames:int, # frames in the video
-                   starts, # clip start frames
+def clip_positions(n_frames:int, starts, # frames in the video; clip start frames
                    clip_len:int, period:int # frames per clip; frames between clip frames
                   )->torch.Tensor: # (N, clip_len) frame indices, −1 past the end
     "The frame each clip frame is, −1 for the frames past the end of the video (padding)"
@@ -119,13 +111,11 @@ def clip_batches(frames:torch.Tensor, # (n, H, W, 3) uint8 frames of one video
     win, lo = None, 0          # transformed frames lo .. lo+len(win)-1
     for k in range(0, len(pos), bs):
         p = pos[k:k+bs]
-        used = p[p >= 0]
-        a, b = int(used.min()), int(used.max()) + 1
+        a, b = int(p[p >= 0].min()), int(p.max()) + 1
         if win is None or a >= lo + len(win) or a < lo: win, lo = to_input(frames[a:b]), a
-        else:
-            keep = win[a - lo:]
-            new = to_input(frames[lo + len(win):b]) if b > lo + len(win) else keep[:0]
-            win, lo = torch.cat([keep, new]), a
+        else:                  # keep the frames the batch shares with the last one, transform only the new ones
+            end = lo + len(win)
+            win, lo = torch.cat([win[a - lo:], to_input(frames[end:b]) if b > end else win[:0]]), a
         x = win[(p - lo).clamp(min=0).to(win.device)]
         x[(p < 0).to(win.device)] = 0
         yield x
@@ -135,8 +125,7 @@ def join_outputs(outs:list # `ClipOutputs` of successive batches of one video's 
                 )->ClipOutputs: # of all the clips, float32 on the CPU
     "One `ClipOutputs` of all the clips of `outs`, in their order"
     def cat(k, dim=-1):
-        v = [getattr(o, k) for o in outs]
-        return None if v[0] is None else torch.cat([t.float().cpu() for t in v], dim)
+        return None if getattr(outs[0], k) is None else torch.cat([getattr(o, k).float().cpu() for o in outs], dim)
     return ClipOutputs(cat('pred'), cat('samples'), cat('log_var'), cat('tubelet_weights', 0))
 
 # %% ../nbs/04b_infer.ipynb #1ac78ec8
@@ -169,7 +158,6 @@ def stream_outputs(model:EchoNetRegressor, # the model
                 if sum(len(x) for _, x in pending) >= bs: yield from flush()
         if pending: yield from flush()
 
-@torch.no_grad()
 def video_outputs(model:EchoNetRegressor, frames:np.ndarray, # the model; (T, H, W, 3) uint8 frames of one video
                   starts, clip_len:int, period:int, # clip start frames; frames per clip; frames between clip frames
                   n_samples:int=0, # MC-dropout samples per clip (0: none)
@@ -182,20 +170,16 @@ def video_outputs(model:EchoNetRegressor, frames:np.ndarray, # the model; (T, H,
     return next(stream_outputs(model, [(name, np.ascontiguousarray(frames), pos)], n_samples, bs, seed))[1]
 
 # %% ../nbs/04b_infer.ipynb #4e0280e9
-def _pipeline(model:EchoNetRegressor)->dict:
-    "How `model` reads a video: image size, clip length, period, reference FPS, normalisation"
-    s = model_data_config(model)
-    return dict(size=s.size, clip_len=s.clip_len, period=s.period, ref_fps=s.ref_fps, mean=s.mean, std=s.std)
-
 class Ensemble:
     "Checkpoints that predict together: the EF is the mean of the members' EFs, the spread their standard deviation"
     def __init__(self, members:list, # models from `load_model` that read videos the same way
                  folders=None # their folders, to name them in messages
                 ):
         folders = [str(f) for f in folders] if folders else [f"member {i+1}" for i in range(len(members))]
-        want = _pipeline(members[0])
-        for m, f in zip(members[1:], folders[1:]):
-            if diff := [f"{k} {v}, not {want[k]}" for k, v in _pipeline(m).items() if v != want[k]]:
+        keys = ('size', 'clip_len', 'period', 'ref_fps', 'mean', 'std')      # how a member reads a video
+        want, *rest = [{k: getattr(s, k) for k in keys} for s in map(model_data_config, members)]
+        for have, f in zip(rest, folders[1:]):
+            if diff := [f"{k} {v}, not {want[k]}" for k, v in have.items() if v != want[k]]:
                 raise ConfigError(f"{f}: reads videos differently from {folders[0]} ({'; '.join(diff)}): the "
                                   "members of an ensemble must share image size, clip length, period, normalisation")
         self.members, self.folders = list(members), folders

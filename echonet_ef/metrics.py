@@ -17,8 +17,7 @@ def regression_metrics(y, # true EF
                        p  # predicted EF
                       )->dict:
     "MAE, RMSE, R² and the MAE per EF range (the five `EF_BINS`) of predictions `p` against `y`"
-    y, p = np.asarray(y, float), np.asarray(p, float)
-    err = p - y
+    y, err = np.asarray(y, float), np.asarray(p, float) - np.asarray(y, float)
     ss_tot = ((y - y.mean())**2).sum()
     out = dict(n=len(y), mae=float(np.abs(err).mean()), rmse=float(np.sqrt((err**2).mean())),
                r2=float(1 - (err**2).sum()/ss_tot) if ss_tot > 0 else float('nan'))
@@ -46,10 +45,9 @@ def detection_metrics(y, # true EF
     y, p = np.asarray(y, float), np.asarray(p, float)
     pos, pred_pos = y < cut, p < cut
     n_pos, n_neg = int(pos.sum()), int((~pos).sum())
-    auc = float(roc_auc_score(pos, -p)) if n_pos and n_neg else float('nan')
-    sens = float((pred_pos & pos).sum()/n_pos) if n_pos else float('nan')
-    spec = float((~pred_pos & ~pos).sum()/n_neg) if n_neg else float('nan')
-    return dict(auc=auc, sensitivity=sens, specificity=spec, n_pos=n_pos, n_neg=n_neg)
+    return dict(auc=float(roc_auc_score(pos, -p)) if n_pos and n_neg else float('nan'),
+                sensitivity=float((pred_pos & pos).sum()/n_pos) if n_pos else float('nan'),
+                specificity=float((~pred_pos & ~pos).sum()/n_neg) if n_neg else float('nan'), n_pos=n_pos, n_neg=n_neg)
 
 # %% ../nbs/05b_metrics.ipynb #9ca30d6a
 def bootstrap_ci(y, # true EF
@@ -60,17 +58,15 @@ def bootstrap_ci(y, # true EF
                 )->dict: # {'mae': [lo, hi], 'rmse': [...], 'r2': [...]}
     "Percentile bootstrap confidence intervals of MAE, RMSE and R²"
     y, p = np.asarray(y, float), np.asarray(p, float)
-    nan = dict(mae=[float('nan')]*2, rmse=[float('nan')]*2, r2=[float('nan')]*2)
-    if len(y) < 2 or n_boot < 1: return nan
+    if len(y) < 2 or n_boot < 1: return {k: [float('nan')]*2 for k in ('mae', 'rmse', 'r2')}
     idx = np.random.default_rng(seed).integers(0, len(y), (n_boot, len(y)))
     yb, eb = y[idx], (p - y)[idx]
     sst = ((yb - yb.mean(1, keepdims=True))**2).sum(1)
     with np.errstate(divide='ignore', invalid='ignore'):
         vals = dict(mae=np.abs(eb).mean(1), rmse=np.sqrt((eb**2).mean(1)),
                     r2=np.where(sst > 0, 1 - (eb**2).sum(1)/sst, np.nan))
-    q = [50 - 50*ci, 50 + 50*ci]
-    return {k: ([float(x) for x in np.nanpercentile(v, q)] if np.isfinite(v).any() else nan[k])
-            for k, v in vals.items()}
+    return {k: [float(x) for x in np.nanpercentile(v, [50 - 50*ci, 50 + 50*ci])] if np.isfinite(v).any()
+            else [float('nan')]*2 for k, v in vals.items()}
 
 # %% ../nbs/05b_metrics.ipynb #c56ff86e
 def clinical_metrics(y, # true EF
@@ -87,13 +83,10 @@ def clinical_metrics(y, # true EF
     out['pearson'] = float(np.corrcoef(y, p)[0, 1]) if len(y) > 1 and y.std() > 0 and p.std() > 0 else float('nan')
     out['per_range'] = {name: dict(mae=rm[f'mae_{name}'], n=rm[f'n_{name}']) for _, _, name in EF_BINS}
     out['bland_altman'] = bland_altman(y, p)
-    for cut in (40, 50):
-        d = detection_metrics(y, p, cut)
-        out.update({f'auc_ef{cut}': d['auc'], f'sensitivity_ef{cut}': d['sensitivity'],
-                    f'specificity_ef{cut}': d['specificity']})
+    out.update({f'{k}_ef{cut}': v for cut in (40, 50) for k, v in detection_metrics(y, p, cut).items()
+                if k in ('auc', 'sensitivity', 'specificity')})
     agree = lambda f: float(np.mean([f(a) == f(b) for a, b in zip(y, p)])) if len(y) else float('nan')
     out['category_agreement'], out['range_agreement'] = agree(clinical_category), agree(ef_category)
     if low is not None and high is not None: out.update(interval_quality(y, p, low, high, spread))
-    ci = bootstrap_ci(y, p, n_boot, 0.9, seed)
-    out.update(mae_ci90=ci['mae'], rmse_ci90=ci['rmse'], r2_ci90=ci['r2'])
+    out.update({f'{k}_ci90': v for k, v in bootstrap_ci(y, p, n_boot, 0.9, seed).items()})
     return out

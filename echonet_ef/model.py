@@ -5,9 +5,9 @@
 # %% auto #0
 __all__ = ['ARCH_KEYS', 'STEMS', 'LOG_VAR_INIT', 'MODEL_FORMAT', 'SYNTHETIC_WARNING', 'tiny_config', 'pretrained_encoder',
            'backbone_config', 'load_pretrained', 'build_backbone', 'AttentionPool', 'MeanPool', 'make_head',
-           'ClipStats', 'make_stem', 'EchoNetRegressor', 'fp32', 'frame_weights', 'use_gradient_checkpointing',
-           'build_model', 'model_config', 'save_model', 'read_model_config', 'load_model', 'model_data_config',
-           'model_card', 'is_synthetic', 'card_lines', 'evaluation_summary']
+           'ClipStats', 'make_stem', 'EchoNetRegressor', 'frame_weights', 'use_gradient_checkpointing', 'build_model',
+           'model_config', 'save_model', 'read_model_config', 'load_model', 'model_data_config', 'model_card',
+           'is_synthetic', 'card_lines', 'evaluation_summary']
 
 # %% ../nbs/04_model.ipynb #4becffc8
 import os, sys, json, math, hashlib
@@ -17,15 +17,13 @@ import torch, torch.nn.functional as F
 from torch import nn
 import huggingface_hub
 import safetensors.torch
-from safetensors.torch import save_file
 from transformers import VideoMAEConfig, VideoMAEModel
 from fastcore.basics import store_attr, patch
 from .core import *
 
 # %% ../nbs/04_model.ipynb #22cf87e3
 def tiny_config(tubelet_size:int=2, # frames per token; up to `num_frames` (the clip length)
-                hidden_size:int=64, # width of the backbone
-                num_hidden_layers:int=2, # transformer blocks
+                hidden_size:int=64, num_hidden_layers:int=2, # width and transformer blocks of the backbone
                 **kwargs # other `ModelConfig` fields, e.g. `head_dropout`
                )->ModelConfig:
     "A `ModelConfig` for a small randomly initialised VideoMAE (tests and CPU demos)"
@@ -39,19 +37,16 @@ _VIDEOMAE_KEYS = set(VideoMAEConfig().to_dict()) - {'transformers_version', 'arc
 
 def _videomae_overrides(mcfg:ModelConfig, image_size:int, num_frames:int)->dict:
     "Check `mcfg.videomae` and add the data's `image_size` and `num_frames` to it"
-    kw = dict(mcfg.videomae)
-    for k in kw:
+    vm = mcfg.videomae
+    for k in vm:
         if k not in _VIDEOMAE_KEYS: raise ConfigError(f"config key 'model.videomae.{k}': not a VideoMAEConfig field")
     for k, v in (('image_size', image_size), ('num_frames', num_frames)):
-        if kw.get(k, v) != v:
-            raise ConfigError(f"config key 'model.videomae.{k}'={kw[k]} conflicts with the data's {k}={v}; "
+        if vm.get(k, v) != v:
+            raise ConfigError(f"config key 'model.videomae.{k}'={vm[k]} conflicts with the data's {k}={v}; "
                               "set it in the data section")
-        kw[k] = v
-    return kw
+    return {**vm, 'image_size': image_size, 'num_frames': num_frames}
 
 # %% ../nbs/04_model.ipynb #ffa19c6f
-def _offline()->bool: return bool(huggingface_hub.constants.HF_HUB_OFFLINE)
-
 def _is_local(src:str)->bool:
     "Whether `src` names a local folder rather than a hub repository"
     return Path(src).expanduser().exists() or src.startswith(('/', '.', '~')) or os.sep*2 in src
@@ -63,7 +58,7 @@ def _load_error(src:str, e:Exception)->CheckpointError:
         if not p.exists(): return CheckpointError(f"{src}: backbone folder not found")
         if not (p/'config.json').is_file(): return CheckpointError(f"{src}: not a VideoMAE folder (no config.json)")
         return CheckpointError(f"{src}: could not load the VideoMAE backbone ({first_line(e)})")
-    if _offline():
+    if huggingface_hub.constants.HF_HUB_OFFLINE:
         return CheckpointError(f"{src}: not in the local Hugging Face cache and HF_HUB_OFFLINE=1; "
                                f"run `hf download {src}` where there is internet (or unset HF_HUB_OFFLINE), "
                                "or set model.backbone to a local folder")
@@ -73,10 +68,8 @@ def _load_error(src:str, e:Exception)->CheckpointError:
 ARCH_KEYS = ('hidden_size', 'num_hidden_layers', 'num_attention_heads', 'intermediate_size', 'patch_size',
              'tubelet_size', 'num_channels', 'use_mean_pooling', 'qkv_bias')
 
-def _check_arch(src:str, # a hub name or a local folder holding config.json
-                mcfg:ModelConfig # the model section, whose `videomae` keys must agree with `src`'s config
-               ):
-    "Raise `ConfigError` if the VideoMAE config of `src` is not a VideoMAE or differs from `mcfg.videomae`"
+def _check_arch(src:str, mcfg:ModelConfig):
+    "Raise `ConfigError` if `src`'s config (hub name or folder) is not a VideoMAE's or differs from `mcfg.videomae`"
     saved = VideoMAEConfig.get_config_dict(src)[0]
     if saved.get('model_type', 'videomae') != 'videomae':
         raise ConfigError(f"{src}: not a VideoMAE encoder (model_type {saved.get('model_type')!r})")
@@ -84,12 +77,6 @@ def _check_arch(src:str, # a hub name or a local folder holding config.json
         if k in mcfg.videomae and k in saved and mcfg.videomae[k] != saved[k]:
             raise ConfigError(f"{src}: the encoder has {k}={saved[k]!r}, "
                               f"but the config asks for model.videomae.{k}={mcfg.videomae[k]!r}")
-
-# %% ../nbs/04_model.ipynb #e45338d1
-def _check_divides(cfg:VideoMAEConfig):
-    "Raise `ConfigError` unless the tubelet divides the clip and the patch divides the frame"
-    for what, n, k in (('clip length', cfg.num_frames, 'tubelet_size'), ('image size', cfg.image_size, 'patch_size')):
-        if n % (d := getattr(cfg, k)): raise ConfigError(f"{what} {n} is not a multiple of model.videomae.{k}={d}")
 
 # %% ../nbs/04_model.ipynb #98e0018e
 def pretrained_encoder(run # an `echonet_ef_pretrain` run folder
@@ -100,10 +87,8 @@ def pretrained_encoder(run # an `echonet_ef_pretrain` run folder
         raise CheckpointError(f"{run}: the pretraining run has no best checkpoint with an encoder yet")
     return best/'encoder'
 
-# %% ../nbs/04_model.ipynb #1ded2c4c
 def backbone_config(mcfg:ModelConfig, # the model section of the config
-                    image_size:int=224, # the data's frame size (224 or 112)
-                    num_frames:int=16, # the data's clip length
+                    image_size:int=224, num_frames:int=16, # the data's frame size (224 or 112) and clip length
                     **extra # further `VideoMAEConfig` fields, e.g. `norm_pix_loss`
                    )->tuple: # (hub name or folder to load the weights from, or None for random weights; the config)
     "The checked `VideoMAEConfig` that `mcfg` describes, and where its weights come from"
@@ -121,7 +106,8 @@ def backbone_config(mcfg:ModelConfig, # the model section of the config
             _check_arch(src, mcfg)
             cfg = VideoMAEConfig.from_pretrained(src, **kw)
         except OSError as e: raise _load_error(src, e) from None
-    _check_divides(cfg)
+    for what, n, k in (('clip length', cfg.num_frames, 'tubelet_size'), ('image size', cfg.image_size, 'patch_size')):
+        if n % (d := getattr(cfg, k)): raise ConfigError(f"{what} {n} is not a multiple of model.videomae.{k}={d}")
     return (src if mcfg.pretrained else None), cfg
 
 # %% ../nbs/04_model.ipynb #d82aa27b
@@ -146,10 +132,8 @@ def load_pretrained(cls:type, # the transformers class to build, e.g. `VideoMAEM
           (f"; new: {', '.join(new)}" if new else ''), file=sys.stderr)
     return model
 
-# %% ../nbs/04_model.ipynb #5331afc3
 def build_backbone(mcfg:ModelConfig, # the model section of the config
-                   image_size:int=224, # the data's frame size (224 or 112)
-                   num_frames:int=16   # the data's clip length
+                   image_size:int=224, num_frames:int=16 # the data's frame size (224 or 112) and clip length
                   )->VideoMAEModel:
     "A `VideoMAEModel` from the hub name, local folder or (`backbone=None`) random config in `mcfg`"
     src, cfg = backbone_config(mcfg, image_size, num_frames)
@@ -169,12 +153,10 @@ class AttentionPool(nn.Module):
         w = self.score(h).squeeze(-1).float().softmax(-1)
         return torch.einsum('bn,bnd->bd', w, h.float()), w
 
-# %% ../nbs/04_model.ipynb #9352e794
 class MeanPool(nn.Module):
     "Plain mean of the tokens, with the uniform weights"
     def forward(self, h):
-        w = torch.full(h.shape[:2], 1/h.shape[1], device=h.device)
-        return h.float().mean(1), w
+        return h.float().mean(1), torch.full(h.shape[:2], 1/h.shape[1], device=h.device)
 
 # %% ../nbs/04_model.ipynb #4eca4c15
 def make_head(dim:int, # pooled feature width
@@ -197,14 +179,13 @@ class ClipStats(nn.Module):
         super().__init__(); store_attr()
 
     def forward(self, x): # clips (B, T, 3, H, W), normalised
-        T, H, W = x.shape[1], x.shape[-2], x.shape[-1]
+        H, W = x.shape[-2:]
         g = x.float().mean(2)
         gp = F.avg_pool2d(g, self.pool, ceil_mode=True)   # (B, T, H/pool, W/pool): block means
         m = gp.mean(1, keepdim=True)
         s = (gp - m).square().mean(1, keepdim=True).sqrt()
         ms = F.interpolate(torch.cat([m, s], 1), scale_factor=self.pool, mode='nearest')[..., :H, :W]   # back to pixels
-        mean_ch, std_ch = ms[:, :1].expand(-1, T, -1, -1), ms[:, 1:].expand(-1, T, -1, -1)
-        return torch.stack([g, mean_ch, self.std_scale*std_ch - 1], 2).to(x.dtype)
+        return torch.stack([g, ms[:, :1].expand_as(g), self.std_scale*ms[:, 1:].expand_as(g) - 1], 2).to(x.dtype)
 
 # %% ../nbs/04_model.ipynb #0cf85d45
 STEMS = ('none', 'clip_stats')
@@ -251,12 +232,6 @@ class EchoNetRegressor(nn.Module):
         c = self.backbone.config
         return c.num_frames//c.tubelet_size, c.image_size//c.patch_size, c.image_size//c.patch_size
 
-# %% ../nbs/04_model.ipynb #24d49f81
-def fp32(t:torch.Tensor # a tensor on the device whose autocast is switched off
-        ):
-    "A context in which autocast is off on `t`'s device, so that the code in it runs in the tensors' own precision"
-    return torch.autocast(t.device.type, enabled=False)
-
 # %% ../nbs/04_model.ipynb #1574fa81
 @patch
 def encode(self:EchoNetRegressor, x:torch.Tensor # clips (B, T, C, H, W)
@@ -268,22 +243,21 @@ def encode(self:EchoNetRegressor, x:torch.Tensor # clips (B, T, C, H, W)
         raise DataError(f"clips of shape {tuple(x.shape)} do not fit the model, "
                         f"which expects (B, {', '.join(map(str, want))})")
     h = self.backbone(pixel_values=self.input_stem(x)).last_hidden_state
-    with fp32(h): return self.pooler(h.float())
+    with torch.autocast(h.device.type, enabled=False): return self.pooler(h.float())
 
 # %% ../nbs/04_model.ipynb #b62cc44a
 @patch
 def head(self:EchoNetRegressor, feat:torch.Tensor # pooled features (B, hidden)
         )->torch.Tensor: # EF (B,) in float32
     "The MLP head: pooled features → EF"
-    with fp32(feat): return self.mlp(feat.float()).squeeze(-1).float()
+    with torch.autocast(feat.device.type, enabled=False): return self.mlp(feat.float()).squeeze(-1).float()
 
 # %% ../nbs/04_model.ipynb #0188cbfc
 @patch
 def head_log_var(self:EchoNetRegressor, feat:torch.Tensor # pooled features (B, hidden)
                 )->Optional[torch.Tensor]: # log σ² (B,) in float32, or None without the variance head
     "The variance head: pooled features → log-variance of the EF (EF points²)"
-    if self.var_mlp is None: return None
-    return self.var_mlp(feat).squeeze(-1).float().clamp(-6.0, 14.0)
+    return None if self.var_mlp is None else self.var_mlp(feat).squeeze(-1).float().clamp(-6.0, 14.0)
 
 # %% ../nbs/04_model.ipynb #a3eecdce
 @patch
@@ -298,16 +272,13 @@ def forward(self:EchoNetRegressor, x:torch.Tensor, # clips (B, T, C, H, W)
             return_variance:bool=False # return (EF, log-variance); needs the variance head
            ):
     "EF (B,) of the clips `x`, or (EF, log-variance) when `return_variance`"
-    feat, _ = self.encode(x)
-    ef, lv = self.head(feat), self.head_log_var(feat)
-    if return_variance:
-        if lv is None: raise ConfigError("the model has no variance head (train it with model.variance: true)")
-        return ef, lv
-    return ef
+    feat = self.encode(x)[0]
+    if not return_variance: return self.head(feat)
+    if self.var_mlp is None: raise ConfigError("the model has no variance head (train it with model.variance: true)")
+    return self.head(feat), self.head_log_var(feat)
 
 # %% ../nbs/04_model.ipynb #3e566965
-def frame_weights(tubelet_w:torch.Tensor, # (B, T/tubelet_size) tubelet weights
-                  tubelet_size:int # frames per tubelet
+def frame_weights(tubelet_w:torch.Tensor, tubelet_size:int # (B, T/tubelet_size) tubelet weights; frames per tubelet
                  )->torch.Tensor: # (B, T)
     "Tubelet weights spread evenly over the clip frames each tubelet covers"
     return tubelet_w.repeat_interleave(tubelet_size, dim=-1) / tubelet_size
@@ -320,7 +291,6 @@ def freeze_backbone(self:EchoNetRegressor, flag:bool=True # True freezes, False 
     for p in self.backbone.parameters(): p.requires_grad_(not flag)
     return self
 
-# %% ../nbs/04_model.ipynb #cb56c9c9
 def use_gradient_checkpointing(model:nn.Module, # a transformers model (`PreTrainedModel`)
                                flag:bool=True # True enables
                               ):
@@ -330,25 +300,14 @@ def use_gradient_checkpointing(model:nn.Module, # a transformers model (`PreTrai
     else: getattr(model, f'{pre}_checkpointing_disable')()
     return model
 
-# %% ../nbs/04_model.ipynb #269c3c7c
-@patch
-def set_gradient_checkpointing(self:EchoNetRegressor, flag:bool=True # True enables
-                              ):
-    "Recompute backbone activations in the backward pass instead of storing them"
-    use_gradient_checkpointing(self.backbone, flag)
-    return self
-
 # %% ../nbs/04_model.ipynb #732e948f
 def build_model(mcfg:ModelConfig, # the model section of the config
-                image_size:int=224, # the data's frame size (`data.size`)
-                num_frames:int=16   # the data's clip length (`data.clip_len`)
+                image_size:int=224, num_frames:int=16 # the data's `data.size` and `data.clip_len`
                )->EchoNetRegressor:
     "An `EchoNetRegressor` as `mcfg` describes it"
-    model = EchoNetRegressor(build_backbone(mcfg, image_size, num_frames), pool=mcfg.pool,
-                             head_dropout=mcfg.head_dropout, bias_init=mcfg.bias_init, stem=mcfg.stem,
-                             variance=mcfg.variance)
-    model.set_gradient_checkpointing(mcfg.gradient_checkpointing)
-    return model
+    bb = use_gradient_checkpointing(build_backbone(mcfg, image_size, num_frames), mcfg.gradient_checkpointing)
+    return EchoNetRegressor(bb, pool=mcfg.pool, head_dropout=mcfg.head_dropout, bias_init=mcfg.bias_init,
+                            stem=mcfg.stem, variance=mcfg.variance)
 
 # %% ../nbs/04_model.ipynb #ae286b8e
 MODEL_FORMAT = 'echonet_ef.EchoNetRegressor'
@@ -358,9 +317,8 @@ def model_config(model:EchoNetRegressor, # the model to describe
                 )->dict:
     "The JSON-able description `save_model` writes as config.json (without any interval calibration)"
     meta = {k: v for k, v in {**model.extra, **(extra or {})}.items() if k != 'calibration'}
-    return dict(format=MODEL_FORMAT, version=1, videomae=model.backbone.config.to_dict(), pool=model.pool,
-                head_dropout=model.head_dropout, bias_init=model.bias_init, attn_hidden=model.attn_hidden,
-                stem=model.stem, variance=model.variance, extra=meta)
+    head = {k: getattr(model, k) for k in ('pool', 'head_dropout', 'bias_init', 'attn_hidden', 'stem', 'variance')}
+    return dict(format=MODEL_FORMAT, version=1, videomae=model.backbone.config.to_dict(), **head, extra=meta)
 
 # %% ../nbs/04_model.ipynb #81d6dfac
 def save_model(model:EchoNetRegressor, # the model to save
@@ -371,7 +329,7 @@ def save_model(model:EchoNetRegressor, # the model to save
     sd = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
     with atomic_dir(path) as tmp:
         save_json(model_config(model, extra), tmp/'config.json')
-        save_file(sd, str(tmp/'model.safetensors'), metadata={'format': 'pt'})
+        safetensors.torch.save_file(sd, str(tmp/'model.safetensors'), metadata={'format': 'pt'})
         os.chmod(tmp/'model.safetensors', 0o666 & ~user_umask())   # safetensors creates it 0600
     return Path(path)
 
@@ -379,13 +337,11 @@ def save_model(model:EchoNetRegressor, # the model to save
 def read_model_config(path # a folder written by `save_model`
                      )->dict:
     "The config.json of the model folder `path`, checked"
-    path = Path(path)
+    path, f = Path(path), Path(path)/'config.json'
     if not path.is_dir(): raise CheckpointError(f"{path}: model folder not found")
-    f = path/'config.json'
     if not f.is_file(): raise CheckpointError(f"{path}: not a model folder (no config.json)")
     try: cfg = json.loads(f.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise CheckpointError(f"{f}: not valid JSON ({e})") from None
+    except ValueError as e: raise CheckpointError(f"{f}: not valid JSON ({e})") from None   # bad JSON or UTF-8
     if not isinstance(cfg, dict) or cfg.get('format') != MODEL_FORMAT:
         raise CheckpointError(f"{f}: not an echonet_ef model config (no format '{MODEL_FORMAT}')")
     if not (path/'model.safetensors').is_file():
@@ -410,9 +366,8 @@ def load_model(path, # a folder written by `save_model`, a checkpoint folder hol
     "Rebuild the model saved in `path`, in eval mode and uncalibrated, without network or unpickling"
     path, cfg, data = _read_weights(path)
     bb = VideoMAEModel._from_config(VideoMAEConfig.from_dict(cfg['videomae']), attn_implementation=attn_implementation)
-    model = EchoNetRegressor(bb, pool=cfg['pool'], head_dropout=cfg['head_dropout'], bias_init=cfg['bias_init'],
-                             attn_hidden=cfg['attn_hidden'], stem=cfg.get('stem', 'none'),
-                             variance=bool(cfg.get('variance', False)))
+    model = EchoNetRegressor(bb, **{k: cfg[k] for k in ('pool', 'head_dropout', 'bias_init', 'attn_hidden')},
+                             stem=cfg.get('stem', 'none'), variance=bool(cfg.get('variance', False)))
     try: sd = safetensors.torch.load(data)
     except Exception as e:
         raise CheckpointError(f"{path/'model.safetensors'}: not a readable safetensors file ({first_line(e)})") from None
@@ -430,8 +385,7 @@ def load_model(path, # a folder written by `save_model`, a checkpoint folder hol
 # %% ../nbs/04_model.ipynb #28aaf4b8
 def model_data_config(model:EchoNetRegressor, # a model, whose `extra` holds the data settings it was trained with
                       root=None, # EchoNet-Dynamic folder
-                      batch_size:int=16, # clips per forward pass
-                      num_workers:int=0 # DataLoader worker processes
+                      batch_size:int=16, num_workers:int=0 # clips per forward pass; DataLoader worker processes
                      )->DataConfig:
     "The evaluation `DataConfig` that matches how `model` was trained"
     e, c = model.extra, model.backbone.config
@@ -454,7 +408,6 @@ def is_synthetic(card:dict # from `model_card`
     "Whether the card says the model was trained on synthetic data"
     return bool((card.get('data') or {}).get('synthetic'))
 
-# %% ../nbs/04_model.ipynb #bdea6feb
 def _num(v, fmt)->str:
     return format(v, fmt) if isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) else 'n/a'
 

@@ -31,15 +31,12 @@ def video_stats(frames:np.ndarray, # (T, H, W, 3) uint8 frames as the model sees
                 n:int=32 # frames sampled
                )->dict: # mean_intensity, background, motion
     "Mean intensity, background fraction and motion of a video, for the out-of-distribution check"
-    T = len(frames)
+    T, grey = len(frames), lambda i: frames[i].mean(-1, dtype=np.float32)
     idx = np.unique(np.linspace(0, T-1, min(T, n)).round().astype(int))
-    g = frames[idx].mean(-1, dtype=np.float32)
+    g, lag = grey(idx), min(period, T-1)
     fg = g.max(0) >= BLACK_LEVEL
-    lag = min(period, T-1)
-    j = idx[idx + lag < T] if lag > 0 else idx[:0]
-    if len(j) and fg.any():
-        motion = np.abs(frames[j+lag].mean(-1, dtype=np.float32) - frames[j].mean(-1, dtype=np.float32))[:, fg].mean()
-    else: motion = 0.0
+    j = idx[idx + lag < T]                                     # the sampled frames with one `lag` later
+    motion = np.abs(grey(j+lag) - grey(j))[:, fg].mean() if fg.any() else 0.0
     return dict(mean_intensity=float(g.mean()), background=float(1 - fg.mean()), motion=float(motion))
 
 # %% ../nbs/08_predict.ipynb #5089fcf7
@@ -50,15 +47,12 @@ def reference_stats(videos, # paths of training videos (or frames arrays)
                     period:int=4 # the model's sampling period (frames)
                    )->dict: # {stat: [low, high]}
     "Reference ranges of `video_stats` over training `videos`, for the out-of-distribution check"
-    st = [video_stats(v if isinstance(v, np.ndarray) else load_clinical_video(v)[0], period) for v in videos]
-    out = {}
-    for k in DEFAULT_REF_STATS:
-        lo, hi = min(s[k] for s in st), max(s[k] for s in st)
-        w = max(hi - lo, 0.2*abs(hi))
-        out[k] = [max(0.0, lo - margin*w), hi + margin*w]
-    return out
+    st = pd.DataFrame([video_stats(v if isinstance(v, np.ndarray) else load_clinical_video(v)[0], period)
+                       for v in videos])
+    lo, hi = st.min(), st.max()
+    w = np.maximum(hi - lo, 0.2*hi.abs())
+    return {k: [max(0.0, float(lo[k] - margin*w[k])), float(hi[k] + margin*w[k])] for k in DEFAULT_REF_STATS}
 
-# %% ../nbs/08_predict.ipynb #615336b9
 def store_reference_stats(model_dir, # a model folder written by `save_model`
                           ref:dict # from `reference_stats`
                          ):
@@ -120,16 +114,7 @@ def check_predictor(model:EchoNetRegressor, # the model to check
                               f"({first_line(e)})") from None
     if not torch.isfinite(ef).all(): raise CheckpointError(f"{where}: the model gives a non-finite EF for a blank clip")
 
-# %% ../nbs/08_predict.ipynb #ac1da85b
 NO_CALIBRATION = "no calibration.json for this model"
-
-def _load_checked(folder, device)->EchoNetRegressor:
-    "The model in `folder`, loaded and checked by `check_predictor`; a one-line `CheckpointError` otherwise"
-    try: model = load_model(folder, device=device)
-    except (EchoNetError, OSError): raise
-    except Exception as e: raise CheckpointError(f"{folder}: the model cannot be loaded ({first_line(e)})") from None
-    check_predictor(model, folder)
-    return model
 
 def load_inference_model(checkpoint, # a model, checkpoint, run, evaluation or demo folder; a list: an `Ensemble`
                          device='cpu', # where to run
@@ -138,15 +123,19 @@ def load_inference_model(checkpoint, # a model, checkpoint, run, evaluation or d
     "The model designated by `checkpoint`, checked, with its calibration applied if it was fitted for these weights"
     cks = list(checkpoint) if isinstance(checkpoint, (list, tuple)) else [checkpoint]
     if not cks: raise ConfigError("no checkpoint given (--checkpoint MODEL_FOLDER)")
-    res = [resolve_checkpoint(c) for c in cks]
-    models = [_load_checked(folder, device) for folder, _ in res]
-    model = models[0] if len(models) == 1 else Ensemble(models, [folder for folder, _ in res])
-    found = next((f for _, f in res if f is not None), None)
-    src = found if calibration is None else calibration
+    folders, found = zip(*[resolve_checkpoint(c) for c in cks])
+    models = []
+    for f in folders:                                       # each loaded and checked, or a one-line CheckpointError
+        try: models.append(load_model(f, device=device))
+        except (EchoNetError, OSError): raise
+        except Exception as e: raise CheckpointError(f"{f}: the model cannot be loaded ({first_line(e)})") from None
+        check_predictor(models[-1], f)
+    model = models[0] if len(models) == 1 else Ensemble(models, list(folders))
+    src = next((f for f in found if f is not None), None) if calibration is None else calibration
     model.calibration_file, model.calibration_note = None, NO_CALIBRATION
     if src is not None:
         ok, model.calibration_note = apply_calibration(model, read_calibration(src))
-        if ok: model.calibration_file = found if calibration is None else Path(calibration)
+        if ok: model.calibration_file = Path(src)
     if model.calibration_file is not None and (ev := evaluation_summary(Path(model.calibration_file).parent, model)):
         model.extra['card'] = {**model_card(model), 'evaluated': ev}     # shown with the card, never saved
     return model
@@ -179,12 +168,11 @@ def check_predict_args(clips=1, n_samples:int=30, level:float=0.9, scale:Optiona
     check_range('samples', n_samples, 1, MAX_SAMPLES, integer=True)
     if not (check_range('level', level) and 0 < level < 1):
         raise ConfigError(f"level must be between 0 and 1 (exclusive, e.g. 0.9), got {level!r}")
-    if scale is not None and check_range('scale', scale) <= 0:
-        raise ConfigError(f"scale must be positive, got {scale!r}")
     check_range('bs', bs, 1, MAX_BATCH, integer=True)
     if seed is not None: check_seed(seed, 'seed')
-    for k, v in limits.items():
-        if check_range(k, v, integer=k == 'max_frames') <= 0: raise ConfigError(f"{k} must be positive, got {v!r}")
+    for k, v in dict(scale=scale, **limits).items():               # scale None: the calibration's
+        if (v is not None or k != 'scale') and check_range(k, v, integer=k == 'max_frames') <= 0:
+            raise ConfigError(f"{k} must be positive, got {v!r}")
     return clips
 
 # %% ../nbs/08_predict.ipynb #e8607a51
@@ -203,7 +191,6 @@ def calibration_notes(model:EchoNetRegressor, # the model, calibrated by `apply_
     return [f"{k} {now[k]} (calibrated with {was[k]})" for k in now
             if was.get(k) is not None and str(was[k]) != str(now[k])]
 
-# %% ../nbs/08_predict.ipynb #7dc66157
 CALIBRATE_FIX = "run echonet_ef_evaluate --calibrate --out EVAL and pass --calibration EVAL"
 
 def provenance(model:EchoNetRegressor, # the model, calibrated or not
@@ -250,9 +237,8 @@ def predict_frames(frames:np.ndarray, fps:float, info:dict, # from `load_clinica
     n_s = n_samples if method == 'mc_dropout' else 0
     name = Path(str(path)).stem if path else ''
     outs = [video_outputs(m.eval(), frames, starts, s.clip_len, period, n_s, bs, seed, name) for m in ms]
-    o = outs[0]
-    raw, std = video_estimate(o.samples, o.pred if len(ms) == 1 else torch.stack([x.pred for x in outs]), method,
-                              o.log_var)
+    preds = outs[0].pred if len(ms) == 1 else torch.stack([x.pred for x in outs])   # an ensemble: each member's
+    raw, std = video_estimate(outs[0].samples, preds, method, outs[0].log_var)
     if not (math.isfinite(raw) and math.isfinite(std)):
         raise DataError(f"{path}: the model gives a non-finite EF for this video")
     rec = model_calibration(model)
@@ -335,7 +321,6 @@ def predict_inputs(paths # files or folders (searched recursively)
         if len(out) > MAX_VIDEOS: raise ConfigError(f"more than {MAX_VIDEOS:,} inputs (MAX_VIDEOS); split the run")
     return out
 
-# %% ../nbs/08_predict.ipynb #4c102df8
 CSV_COLUMNS = ('path', 'error', 'ef', 'ef_low', 'ef_high', 'ef_std', 'level', 'method', 'calibrated', 'calibration',
                'category', 'ef_range', 'synthetic_model', 'warnings', 'ood', 'ood_reasons', 'notes', 'n_clips',
                'n_members')
@@ -355,7 +340,7 @@ def write_predictions(rows:list, # from `csv_row`
     with atomic_write(path, newline='') as f: pd.DataFrame(rows, columns=list(CSV_COLUMNS)).to_csv(f, index=False)
     return Path(path)
 
-# %% ../nbs/08_predict.ipynb #14d51d6e
+# %% ../nbs/08_predict.ipynb #b9906bef
 def predict_each(files:list, # (path, error or None) from `predict_inputs`
                  model:EchoNetRegressor, **kwargs # for `predict_video`
                 ):
@@ -377,7 +362,6 @@ def _check_out(out)->Path:
     if not p.parent.is_dir(): raise ConfigError(f"{p.parent}: folder not found (--out {p})")
     return p
 
-# %% ../nbs/08_predict.ipynb #b9906bef
 @cli
 def echonet_ef_predict(paths:Param("video or DICOM files, or folders of them", str, nargs='+'), # searched recursively
                        checkpoint:Param("model, checkpoint, run, evaluation or demo folder; several: an ensemble", str,
@@ -398,18 +382,16 @@ def echonet_ef_predict(paths:Param("video or DICOM files, or folders of them", s
                        device:str='cpu' # cpu, cuda or auto
                       ):
     "Predict EF with an interval, its calibration state and out-of-distribution flags for each video or DICOM cine"
-    if checkpoint is None: raise ConfigError("no checkpoint given (--checkpoint MODEL_FOLDER)")
     limits = dict(max_mb=max_mb, max_frames=max_frames, timeout=timeout)
     clips = check_predict_args(clips, samples, level, bs=bs, seed=seed, **limits)
     if method is not None and method not in METHODS:
         raise ConfigError(f"method must be one of {', '.join(METHODS)}, got {method!r}")
     out, files = None if out is None else _check_out(out), predict_inputs(paths)
-    model = load_inference_model(checkpoint, get_device(device), calibration)
+    model = load_inference_model(checkpoint or [], get_device(device), calibration)
     kw = dict(clips=clips, n_samples=samples, level=level, bs=bs, seed=seed,
               method=predict_method(model, method, clips))
-    info = sys.stderr if json else sys.stdout
-    for l in predictor_card(model) + [f"calibration: {model.calibration_note}"]:
-        print(f"model: {l}", file=info, flush=True)
+    card = predictor_card(model) + [f"calibration: {model.calibration_note}"]
+    print('\n'.join(f"model: {l}" for l in card), file=sys.stderr if json else sys.stdout, flush=True)
     rows = []
     for p, r, err, tb in predict_each(files, model, **kw, **limits):
         if err is not None:

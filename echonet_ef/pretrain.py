@@ -10,7 +10,6 @@ __all__ = ['VIDEO_EXTS', 'pretrain_videos', 'sector_patches', 'tube_mask', 'Mask
 from pathlib import Path
 from typing import Optional
 import numpy as np, torch
-import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import DataLoader
 from fastcore.basics import patch
@@ -35,8 +34,7 @@ def pretrain_videos(root, # an EchoNet-Dynamic folder, or any folder of videos
         raise ConfigError("config key 'pretrain.splits': TEST is never used for pretraining")
     if (root/'FileList.csv').is_file():
         df = read_filelist(root, labels=False)             # EF may be empty: labels are not used
-        df = df[df.Split.isin([s.upper() for s in splits])]
-        paths = [root/'Videos'/f'{f}.avi' for f in df.FileName]
+        paths = [root/'Videos'/f'{f}.avi' for f in df.FileName[df.Split.isin([s.upper() for s in splits])]]
     else:
         paths = sorted(p for d in (root, root/'Videos') if d.is_dir() for p in d.iterdir()
                        if p.is_file() and p.suffix.lower() in VIDEO_EXTS)
@@ -51,7 +49,7 @@ def sector_patches(x:torch.Tensor, # clips (B, T, C, H, W)
                   )->torch.Tensor: # bool (B, H/patch · W/patch), row-major
     "Which spatial patches of each clip lie inside the ultrasound sector (where the pixels vary over time)"
     varies = (x.float().mean(2).std(1) > tol).float()                          # (B, H, W)
-    return (F.avg_pool2d(varies[:, None], patch)[:, 0] >= frac).flatten(1)
+    return (torch.nn.functional.avg_pool2d(varies[:, None], patch)[:, 0] >= frac).flatten(1)
 
 # %% ../nbs/06b_pretrain.ipynb #00a1f5b3
 def tube_mask(grid:tuple, # the token grid (time steps, rows, columns)
@@ -79,8 +77,7 @@ class MaskedVideoModel(nn.Module):
                  stem:str='none' # input stem of the fine-tuned model (`model.stem`)
                 ):
         super().__init__()
-        self.mae, self.stem = mae, stem
-        self.input_stem = make_stem(stem, mae.config.num_channels)
+        self.mae, self.stem, self.input_stem = mae, stem, make_stem(stem, mae.config.num_channels)
 
     @property
     def backbone(self): return self.mae.videomae
@@ -97,7 +94,6 @@ class MaskedVideoModel(nn.Module):
         "The `VideoMAEForPreTrainingOutput` (loss, predicted patches) of clips `x` with `mask`"
         return self.mae(pixel_values=self.input_stem(x), bool_masked_pos=mask.to(x.device))
 
-# %% ../nbs/06b_pretrain.ipynb #f27ec622
 def build_pretrain_model(cfg:Config # the run's config (`model`, `data.size`, `data.clip_len`, `pretrain`)
                         )->MaskedVideoModel:
     "The `MaskedVideoModel` of `cfg`: pretrained from `model.backbone` or random from `model.videomae`"
@@ -114,8 +110,10 @@ class PretrainTrainer(Trainer):
     monitor, monitor_label = 'loss', 'masked-patch loss'
     command = 'echonet_ef_pretrain'
     n_val = 16  # videos whose centre clip measures the validation loss
+    def _build_model(self)->nn.Module: return build_pretrain_model(self.cfg)   # the masked autoencoder
+    def _build_loss(self): self.loss_fn = None   # `VideoMAEForPreTraining` computes its own loss
+    def _before_step(self): pass                 # the whole autoencoder trains from the first step
 
-# %% ../nbs/06b_pretrain.ipynb #0528ebb1
 @patch
 def _build_data(self:PretrainTrainer):
     "Loaders of random clips of the pretraining videos (this process's shard) and of the fixed validation clips"
@@ -126,59 +124,38 @@ def _build_data(self:PretrainTrainer):
     sampler = EpochSampler(len(ds), shuffle=True, seed=seed, rank=self.rank, world_size=self.world, drop_last=True,
                            tag_epoch=True)
     val = EchoDataset(videos=ds.paths[:self.n_val], cfg=c, train=False, n_clips=1, seed=seed)
-    nw = n_workers(c)
-    def _dl(d, s, train): return DataLoader(d, batch_size=c.batch_size, sampler=s, num_workers=nw if train else 0,
-                                            collate_fn=collate, generator=torch.Generator().manual_seed(seed),
-                                            persistent_workers=train and nw > 0, worker_init_fn=worker_init,
-                                            drop_last=train and len(s) >= c.batch_size,
-                                            pin_memory=torch.cuda.is_available())
-    self.dls = {'TRAIN': _dl(ds, sampler, True), 'VAL': _dl(val, None, False)}
+    def _dl(d, s, nw): return DataLoader(d, batch_size=c.batch_size, sampler=s, num_workers=nw, collate_fn=collate,
+                                         generator=torch.Generator().manual_seed(seed), persistent_workers=nw > 0,
+                                         worker_init_fn=worker_init, drop_last=s is not None and len(s) >= c.batch_size,
+                                         pin_memory=torch.cuda.is_available())
+    self.dls = {'TRAIN': _dl(ds, sampler, n_workers(c)), 'VAL': _dl(val, None, 0)}
     self.data_card = {**data_card(c.root), 'pretrain_videos': len(ds)}
-
-@patch
-def _build_model(self:PretrainTrainer)->nn.Module:
-    "The masked autoencoder of the config"
-    return build_pretrain_model(self.cfg)
-
-@patch
-def _build_loss(self:PretrainTrainer):
-    "Nothing: `VideoMAEForPreTraining` computes its own loss"
-    self.loss_fn = None
-
-@patch
-def _before_step(self:PretrainTrainer):
-    "Nothing: the whole autoencoder trains from the first step"
 
 # %% ../nbs/06b_pretrain.ipynb #ec65b864
 @patch
-def _mask(self:PretrainTrainer, x:torch.Tensor, rng:np.random.Generator)->torch.Tensor:
-    "The tube mask of the clips `x` (in their sectors with `pretrain.sector_mask`)"
-    sector = sector_patches(x, self.model.mae.config.patch_size) if self.cfg.pretrain.sector_mask else None
-    return tube_mask(self.model.grid, self.cfg.pretrain.mask_ratio, len(x), rng, sector)
+def _masked_loss(self:PretrainTrainer, b, key:list, model=None)->torch.Tensor:
+    "The masked-patch loss of batch `b` under a tube mask seeded by (seed, *`key`), in the sectors with `sector_mask`"
+    x, p = model_inputs(b, self.tfm, self.device), self.cfg.pretrain
+    sector = sector_patches(x, self.model.mae.config.patch_size) if p.sector_mask else None
+    mask = tube_mask(self.model.grid, p.mask_ratio, len(x), np.random.default_rng([self.cfg.train.seed, *key]), sector)
+    with torch.autocast(self.device.type, dtype=self.autocast_dtype, enabled=self.autocast_dtype is not None):
+        return (model or self.model)(x, mask).loss.float()
 
 @patch
 def _forward_loss(self:PretrainTrainer, b)->torch.Tensor:
-    "The masked-patch loss of batch `b` under a tube mask seeded by (seed, process, epoch, batch)"
-    x = model_inputs(b, self.tfm, self.device)
-    mask = self._mask(x, np.random.default_rng([self.cfg.train.seed, self.rank, self.state['epoch'], self.state['batch']]))
-    with torch.autocast(self.device.type, dtype=self.autocast_dtype, enabled=self.autocast_dtype is not None):
-        return (self.ddp or self.model)(x, mask).loss.float()
+    "The masked-patch loss of batch `b` under a fresh tube mask, seeded by (seed, process, epoch, batch)"
+    return self._masked_loss(b, [self.rank, self.state['epoch'], self.state['batch']], self.ddp)
 
-# %% ../nbs/06b_pretrain.ipynb #d4351d0c
 @patch
 @torch.no_grad()
 def validate(self:PretrainTrainer)->dict:
     "The masked-patch loss of the fixed validation clips under fixed masks"
     was = self.model.training; self.model.eval()
-    tot, n = 0.0, 0
-    for i, b in enumerate(self.dls['VAL']):
-        if b is None: continue
-        x = model_inputs(b, self.tfm, self.device)
-        with torch.autocast(self.device.type, dtype=self.autocast_dtype, enabled=self.autocast_dtype is not None):
-            loss = self.model(x, self._mask(x, np.random.default_rng([self.cfg.train.seed, 10**6, i]))).loss
-        tot += float(loss)*len(x); n += len(x)
+    ls = [(float(self._masked_loss(b, [10**6, i])), len(b['pixel_values']))   # (loss, clips) of each batch
+          for i, b in enumerate(self.dls['VAL']) if b is not None]
     self.model.train(was)
-    return dict(loss=tot/max(n, 1), n=n)
+    n = sum(k for _, k in ls)
+    return dict(loss=sum(l*k for l, k in ls)/max(n, 1), n=n)
 
 @patch
 def _val_message(self:PretrainTrainer, m:dict)->str:
@@ -196,18 +173,17 @@ def _model_extra(self:PretrainTrainer)->dict:
 
 @patch
 def _save_model(self:PretrainTrainer, model:nn.Module, folder:Path, extra:dict):
-    "Into the checkpoint `folder`: the autoencoder as `model/` and the encoder alone as `encoder/`, each with pretrain.json"
+    "Into checkpoint `folder`: the autoencoder as `model/`, the encoder alone as `encoder/`, each with pretrain.json"
     m = folder/'model'; m.mkdir()
     model.mae.config.to_json_file(str(m/'config.json'))
     save_file({k: v.detach().contiguous().cpu() for k, v in model.mae.state_dict().items()},
               str(m/'model.safetensors'), metadata={'format': 'pt'})
-    save_json(extra, m/'pretrain.json')
     bars = transformers.utils.logging.is_progress_bar_enabled()
     transformers.utils.logging.disable_progress_bar()            # no "Writing model shards" bar at every checkpoint
     try: model.mae.videomae.save_pretrained(folder/'encoder', safe_serialization=True)
     finally:
         if bars: transformers.utils.logging.enable_progress_bar()
-    save_json(extra, folder/'encoder'/'pretrain.json')
+    for d in (m, folder/'encoder'): save_json(extra, d/'pretrain.json')
 
 @patch
 def _load_weights(self:PretrainTrainer, folder:Path):
@@ -233,9 +209,8 @@ def reconstruct(model:MaskedVideoModel, # a masked autoencoder
     "The clips `x` with their masked patches replaced by the model's prediction"
     c = model.mae.config; t, p = c.tubelet_size, c.patch_size
     model.eval()
-    v = model.input_stem(x).float()
-    mean, std = (torch.tensor(s, device=v.device).view(1, 1, 3, 1, 1) for s in (IMAGENET_MEAN, IMAGENET_STD))
-    v = v*std + mean
+    mean, std = (torch.tensor(s, device=x.device).view(1, 1, 3, 1, 1) for s in (IMAGENET_MEAN, IMAGENET_STD))
+    v = model.input_stem(x).float()*std + mean
     pt = _patches(v, t, p)
     pred = model(x, mask).logits.float().reshape(-1, t*p*p, v.shape[2])     # the masked tokens, in token order
     if c.norm_pix_loss: pred = pred*(pt.var(-2, keepdim=True).sqrt() + 1e-6)[mask] + pt.mean(-2, keepdim=True)[mask]
@@ -254,9 +229,8 @@ def plot_reconstruction(model:MaskedVideoModel, # a masked autoencoder
     c = model.mae.config
     rec = reconstruct(model, x[None], mask[None])[0, frame, 0]
     orig = (model.input_stem(x[None]).float()[0, frame, 0]*IMAGENET_STD[0] + IMAGENET_MEAN[0])
-    g = model.grid; s = mask.view(g)[frame//c.tubelet_size]
-    shown = orig.clone()
-    shown[s.repeat_interleave(c.patch_size, 0).repeat_interleave(c.patch_size, 1)] = float('nan')
+    s = mask.view(model.grid)[frame//c.tubelet_size]                               # the frame's masked patches
+    shown = orig.masked_fill(s.repeat_interleave(c.patch_size, 0).repeat_interleave(c.patch_size, 1), float('nan'))
     lo, hi = float(orig.min()), float(orig.max())
     fig, ax = plt.subplots(1, 3, figsize=(9, 3.2))
     for a, im, title in zip(ax, (orig, shown, rec), ('clip frame', f'masked ({int(s.sum())}/{s.numel()} patches)',
@@ -271,9 +245,7 @@ def plot_reconstruction(model:MaskedVideoModel, # a masked autoencoder
 def _pretrain_summary(st:dict, out)->str:
     "The line `echonet_ef_pretrain` prints when a run ends"
     done = f"{st['stopped'] or 'finished'}: {st['step']} steps"
-    best = best_checkpoint(out)
-    if best is None or not (best/'encoder').is_dir(): return done
-    enc = best/'encoder'
+    if (best := best_checkpoint(out)) is None or not (enc := best/'encoder').is_dir(): return done
     return (f"{done}; encoder -> {enc}  (fine-tune it: echonet_ef_train --config configs/default.yaml "
             f"--set model.backbone={enc} ...)")
 

@@ -7,7 +7,7 @@ __all__ = ['RESULTS_DIR', 'machine', 'bench_command', 'save_results', 'load_resu
            'results_index']
 
 # %% ../nbs/12_results.ipynb #5e1e5ae5
-import datetime, json, os, platform, shlex, string, sys
+import contextlib, datetime, json, os, platform, shlex, string, sys, torch
 from pathlib import Path
 from typing import Optional
 import echonet_ef
@@ -19,23 +19,17 @@ RESULTS_DIR = Path(echonet_ef.__file__).resolve().parent.parent/'bench'/'results
 def machine()->dict:
     "A short description of this machine: CPU model and cores, GPU if torch sees one, Python and torch versions"
     cpu = platform.processor() or platform.machine()
-    try:
-        for line in Path('/proc/cpuinfo').read_text().splitlines():
-            if line.startswith('model name'): cpu = line.split(':', 1)[1].strip(); break
-    except OSError: pass
-    d = dict(cpu=cpu, cores=os.cpu_count(), python=platform.python_version())
-    import torch   # here, so that importing the module stays light
-    d['torch'] = torch.__version__
-    if torch.cuda.is_available(): d['gpu'] = torch.cuda.get_device_name(0)
-    return d
+    with contextlib.suppress(OSError, StopIteration):
+        cpu = next(line.split(':', 1)[1].strip() for line in Path('/proc/cpuinfo').read_text().splitlines()
+                   if line.startswith('model name'))
+    d = dict(cpu=cpu, cores=os.cpu_count(), python=platform.python_version(), torch=torch.__version__)
+    return dict(d, gpu=torch.cuda.get_device_name(0)) if torch.cuda.is_available() else d
 
-# %% ../nbs/12_results.ipynb #e117b9c0
 def bench_command(argv:Optional[list]=None # the command line; default `sys.argv`
                  )->str:
     "The command that ran this benchmark, as typed from the repository root, e.g. `python bench/stem.py --repeats 5`"
     argv = list(sys.argv if argv is None else argv)
-    p = Path(argv[0]).resolve()
-    root = RESULTS_DIR.parent.parent
+    p, root = Path(argv[0]).resolve(), RESULTS_DIR.parent.parent
     script = str(p.relative_to(root)) if root in p.parents else argv[0]
     return ' '.join(['python', script, *map(shlex.quote, argv[1:])])
 
@@ -47,14 +41,11 @@ def save_results(name:str, # the benchmark's name: the file is `name.json`
                  **info # anything else worth keeping, e.g. the arguments
                 )->Path:
     "Write a benchmark's results with the command and the machine that produced them to `folder/name.json`, atomically"
-    if hasattr(table, 'to_dict'): table = table.to_dict('records')
-    rec = dict(bench=name, command=bench_command(), date=datetime.date.today().isoformat(), machine=machine(),
-               result=result, table=table, **info)
     path = Path(folder or RESULTS_DIR)/f'{name}.json'
-    save_json(rec, path)
+    save_json(dict(bench=name, command=bench_command(), date=datetime.date.today().isoformat(), machine=machine(),
+                   result=result, table=table.to_dict('records') if hasattr(table, 'to_dict') else table, **info), path)
     return path
 
-# %% ../nbs/12_results.ipynb #ca1d773b
 def load_results(name:str, # the benchmark's name
                  folder=None # default `RESULTS_DIR`
                 )->dict:
@@ -69,10 +60,7 @@ class Markdown(str):
     "Markdown text that Jupyter renders as Markdown"
     def _repr_markdown_(self): return str(self)
 
-def _fmt(v, nd:int=2)->str:
-    if v is None or (isinstance(v, float) and v != v): return 'n/a'
-    if isinstance(v, float): return f'{v:,.{nd}f}'
-    return str(v)
+def _fmt(v, nd:int=2)->str: return 'n/a' if v is None or v != v else f'{v:,.{nd}f}' if isinstance(v, float) else str(v)
 
 def results_table(name:str, # the benchmark's name
                   cols:Optional[dict]=None, # {column in the table: header to show}; default every column
@@ -88,10 +76,8 @@ def results_table(name:str, # the benchmark's name
     lines += ['| ' + ' | '.join(_fmt(row.get(k), nd) for k in cols) + ' |' for row in rows]
     return Markdown('\n'.join(lines) + f"\n\n`{r['command']}` ({_machine_text(r.get('machine', {}))}, {r.get('date', '?')})")
 
-def _machine_text(m:dict)->str:
-    return m.get('gpu') or f"{m.get('cores', '?')} CPU cores"
+def _machine_text(m:dict)->str: return m.get('gpu') or f"{m.get('cores', '?')} CPU cores"
 
-# %% ../nbs/12_results.ipynb #b0a40b2b
 class _NA(string.Formatter):
     def format_field(self, v, spec): return 'n/a' if v is None else super().format_field(v, spec)
 

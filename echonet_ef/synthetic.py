@@ -45,7 +45,6 @@ def _sides(apex, u, L, W, p, s):
     c, w = apex + s[:,None]*L*u, (W*_width(s, p))[:,None]*np.array([-u[1], u[0]])
     return c-w, c+w
 
-# %% ../nbs/01_synthetic.ipynb #52b73a9e
 def lv_segments(apex,        # (x, y) of the endocardial apex (pixels)
                 u,           # unit vector along the long axis, apex → base
                 L:float,     # long-axis length (pixels)
@@ -83,13 +82,12 @@ def heart_params(rng:np.random.Generator, # the video's random generator
                 levels=dict(bg=rng.uniform(45, 75), tissue=rng.uniform(95, 130), wall=rng.uniform(150, 200),
                             blood=rng.uniform(5, 18), peri=rng.uniform(200, 250)), ctr=np.array([sz/2, sz/2]))
 
-# %% ../nbs/01_synthetic.ipynb #88d6c448
+# %% ../nbs/01_synthetic.ipynb #fe60a828
 _CS = np.stack([np.cos(np.linspace(0, 2*np.pi, 32, endpoint=False)),
                 np.sin(np.linspace(0, 2*np.pi, 32, endpoint=False))], 1)
 def _ellipse(c, u, ra, rb):
     return c + _CS @ np.array([ra*u, rb*np.array([-u[1], u[0]])])
 
-# %% ../nbs/01_synthetic.ipynb #fe60a828
 def heart_shapes(hp:dict,       # from `heart_params`
                  a:float,       # LV volume relative to end-diastole
                  c:float,       # contraction (0 at ED, 1 at ES) driving the RV, atria
@@ -101,9 +99,8 @@ def heart_shapes(hp:dict,       # from `heart_params`
     nrm = np.array([-u[1], u[0]])
     L, W, h = L0*a**hp['alpha'], W0*a**hp['beta'], hp['h0']*(1 + 0.8*(1-a))
     apex = epi + h*u; base = apex + L*u
-    crv = hp['rv_ef']*c
     rv_apex = epi + 0.3*L0*u + (W0 + hp['h0'] + 11)*nrm
-    Lrv, Wrv = 0.62*L0*(1-crv)**0.3, 11*(1-crv)**0.35
+    Lrv, Wrv = 0.62*L0*(1-hp['rv_ef']*c)**0.3, 11*(1-hp['rv_ef']*c)**0.35
     rv_base, la_bot, ra_bot = rv_apex + Lrv*u, epi + (hp['h0'] + L0 + 26)*u, rv_apex + (0.62*L0 + 22)*u
     Wb = W*_width(1.0, p)
     leaflets = [(base + s*Wb*nrm,
@@ -116,13 +113,11 @@ def heart_shapes(hp:dict,       # from `heart_params`
                   rv=bullet_outline(rv_apex, u, Lrv, Wrv, 1.7),
                   lv_wall=bullet_outline(epi, u, L + h, W + h, p), lv=bullet_outline(apex, u, L, W, p),
                   leaflets=np.array(leaflets).reshape(-1, 2), tracing=lv_segments(apex, u, L, W, p).reshape(-1, 2))
-    # one rigid move of every point: the per-video placement plus the breathing drift
-    f, amp, ph = hp['breath']
+    f, amp, ph = hp['breath']   # one rigid move of every point: the per-video placement plus the breathing drift
     off = hp['shift'] + amp*np.array([np.sin(2*np.pi*f*t + ph), 0.5*np.cos(2*np.pi*f*t + ph)])
     pts = (np.concatenate(list(shapes.values())) - hp['ctr']) @ hp['rot'].T + hp['ctr'] + off
     shapes = dict(zip(shapes, np.split(pts, np.cumsum([len(v) for v in shapes.values()])[:-1])))
-    shapes['tracing'] = shapes['tracing'].reshape(-1, 4)
-    shapes['leaflets'] = shapes['leaflets'].reshape(2, 2, 2)
+    shapes['tracing'], shapes['leaflets'] = shapes['tracing'].reshape(-1, 4), shapes['leaflets'].reshape(2, 2, 2)
     return shapes
 
 # %% ../nbs/01_synthetic.ipynb #0c08cefb
@@ -145,7 +140,7 @@ def render_frame(canvas:np.ndarray, # (sz, sz) uint8 canvas, overwritten
         cv2.line(canvas, tuple(_fix(a).ravel()), tuple(_fix(b).ravel()), lv['wall'], 1, cv2.LINE_AA, 4)
     return canvas
 
-# %% ../nbs/01_synthetic.ipynb #a3942348
+# %% ../nbs/01_synthetic.ipynb #5c3acf1b
 def _speckle_field(rng, sz):
     "Terms A, B, C of |z1·cos θ + z2·sin θ|² = A cos²θ + B sin²θ + C cos θ sin θ, z1 and z2 smooth complex Gaussian"
     z = [cv2.GaussianBlur(rng.standard_normal((sz, sz)).astype(np.float32), (0, 0), 1.1, sigmaY=0.6) for _ in range(4)]
@@ -153,7 +148,6 @@ def _speckle_field(rng, sz):
     k = 1/np.mean(np.abs(z1)**2)
     return [(k*v).astype(np.float32) for v in (np.abs(z1)**2, np.abs(z2)**2, 2*(z1*z2.conj()).real)]
 
-# %% ../nbs/01_synthetic.ipynb #5c3acf1b
 def echo_look(rng:np.random.Generator, # the video's random generator
               sz:int=SIZE              # frame size
              )->dict:
@@ -184,8 +178,7 @@ def ultrasound(canvases:np.ndarray, # (T, sz, sz) uint8 frames from `render_fram
     x = x.reshape(n, sz+4, sz)[:, :sz].astype(np.float32)
     th = (look['speckle_rate']*np.arange(n)).astype(np.float32)[:, None, None]
     (A, B, C), c, s = look['speckle'], np.cos(th), np.sin(th)
-    # Rayleigh speckle, slowly decorrelating
-    x *= 0.35 + 0.65*np.sqrt(np.maximum(A*(c*c) + B*(s*s) + C*(c*s), 0))
+    x *= 0.35 + 0.65*np.sqrt(np.maximum(A*(c*c) + B*(s*s) + C*(c*s), 0))   # Rayleigh speckle, slowly decorrelating
     bank = np.lib.stride_tricks.sliding_window_view(look['noise'], sz*sz)   # noise: random windows of a fixed bank
     x += bank[rng.integers(0, len(bank), n)].reshape(n, sz, sz)
     x *= look['gain']
@@ -225,14 +218,6 @@ def degrade(hp:dict, look:dict, # from `heart_params` and `echo_look`, changed i
                 noise=(look['noise']*(1 + 2.5*bad)).astype(np.float32))
 
 # %% ../nbs/01_synthetic.ipynb #02c128b3
-def _beat_efs(ef, n_frames, k0, per, hard, rng)->np.ndarray:
-    "The EF of the beat each frame belongs to: `ef` for the traced beat (from `k0`), its neighbours varying by `hard`"
-    beat = np.floor((np.arange(n_frames) - k0)/per).astype(int)
-    if hard is None: return np.full(n_frames, float(ef))
-    others = np.clip(ef + rng.normal(0, hard['beat_ef_sd'], beat.max() - beat.min() + 1), 5, 90)
-    efs = others[beat - beat.min()]
-    return np.where(beat == 0, float(ef), efs)
-
 def make_video(ef:float,          # target ejection fraction (%) of the traced beat
                n_frames:int,      # number of frames
                fps:float,         # frames per second
@@ -251,8 +236,11 @@ def make_video(ef:float,          # target ejection fraction (%) of the traced b
     c = ef_volume_curve(phase, m/per); c[k0], c[k0+m] = 0., 1.
     valve = np.clip((phase - m/per)/0.05, 0, 1)*np.clip((1 - phase)/0.04, 0, 1)
     hp, look = heart_params(rng, sz), echo_look(rng, sz)
-    efs = _beat_efs(ef, n_frames, k0, per, hard, hard_rng)
+    efs = np.full(n_frames, float(ef))                  # the EF of each frame's beat: `ef` for the traced beat...
     if hard is not None:
+        beat = np.floor((np.arange(n_frames) - k0)/per).astype(int)   # ...the others varying in the realistic world
+        others = np.clip(ef + hard_rng.normal(0, hard['beat_ef_sd'], beat.max() - beat.min() + 1), 5, 90)
+        efs = np.where(beat == 0, float(ef), others[beat - beat.min()])
         degrade(hp, look, hard['quality'], hard_rng, sz)
         hp['L0'] *= hard['fore_frac']                     # foreshortened: the LV drawn shorter than it is
     canvases, tracings = np.empty((n_frames, sz, sz), np.uint8), np.empty((n_frames, N_DISKS+1, 4))
@@ -308,23 +296,10 @@ def video_plan(n_videos:int,       # number of videos
 # %% ../nbs/01_synthetic.ipynb #00b471c3
 SYNTH = 'echonet_ef_synth'   # the command whose sentinel marks a synthetic dataset's folder
 DATASET_CSVS = ('VolumeTracings.csv', 'FileList.csv', 'Difficulty.csv')   # the last only in the realistic world
-
-# %% ../nbs/01_synthetic.ipynb #60974ba9
-def _tracing_rows(name, info):
-    rows = []
-    for k in (info['ed_frame'], info['es_frame']):
-        for x1, y1, x2, y2 in np.round(info['tracings'][k], 4): rows.append((f"{name}.avi", x1, y1, x2, y2, k))
-    return rows
+DIFFICULTY_COLUMNS = ['FileName', 'Split', 'EF', 'traced_beat_ef', 'mean_beat_ef', 'beat_ef_spread', 'label_error',
+                      'quality', 'label_sd', 'arrhythmia', 'beat_ef_sd', 'foreshortened', 'fore_frac']
 
 # %% ../nbs/01_synthetic.ipynb #0057d1e2
-def _retrace(info:dict, ef:float):
-    "Scale the end-systolic chords of `info`'s tracing about their centres so that the traced EF becomes `ef`"
-    t = info['tracings'][info['es_frame']].copy()
-    s = np.sqrt(info['edv']*(1 - ef/100)/info['esv'])
-    ctr = (t[1:, :2] + t[1:, 2:])/2
-    t[1:, :2], t[1:, 2:] = ctr + s*(t[1:, :2] - ctr), ctr + s*(t[1:, 2:] - ctr)
-    info['tracings'][info['es_frame']] = t
-
 def _make_one(job):
     "Render and write one planned video; its FileList row, VolumeTracings rows and truth row (None if clean)"
     out, i, seed, v, codec, world = (*job, 'clean')[:6]
@@ -332,10 +307,13 @@ def _make_one(job):
     if world == 'realistic': hrng = np.random.default_rng([seed, i, 7]); hard = draw_difficulty(hrng)
     frs, info = make_video(v['target_EF'], v['NumberOfFrames'], v['FPS'], v['HR'], np.random.default_rng([seed, i]),
                            hard=hard, hard_rng=hrng)
-    drawn = info['ef']
-    if hard is not None: _retrace(info, float(np.clip(drawn + hrng.normal(0, hard['label_sd']), 2, 95)))
+    drawn, ed, es = info['ef'], info['ed_frame'], info['es_frame']
+    if hard is not None:   # the tracer's error: the ES chords scaled about their centres to give the traced EF
+        traced, t = float(np.clip(drawn + hrng.normal(0, hard['label_sd']), 2, 95)), info['tracings'][es]
+        ctr = np.tile((t[1:, :2] + t[1:, 2:])/2, 2)
+        info['tracings'][es] = np.r_[t[:1], ctr + np.sqrt(info['edv']*(1 - traced/100)/info['esv'])*(t[1:] - ctr)]
     write_avi(out/'Videos'/f"{v['FileName']}.avi", frs, v['FPS'], codec)
-    tr = _tracing_rows(v['FileName'], info)
+    tr = [(f"{v['FileName']}.avi", *row, k) for k in (ed, es) for row in np.round(info['tracings'][k], 4)]
     edv, esv = (volume_from_tracing(np.array([r[1:5] for r in tr[j*21:(j+1)*21]]))*CM_PER_PX**3 for j in (0, 1))
     ef = round(ef_from_volumes(edv, esv), 4)
     truth = None if hard is None else dict(FileName=v['FileName'], Split=v['Split'], EF=ef, traced_beat_ef=drawn,
@@ -345,9 +323,6 @@ def _make_one(job):
             int(v['FPS']), int(v['NumberOfFrames']), v['Split']), tr, truth
 
 # %% ../nbs/01_synthetic.ipynb #9ea14af7
-DIFFICULTY_COLUMNS = ['FileName', 'Split', 'EF', 'traced_beat_ef', 'mean_beat_ef', 'beat_ef_spread', 'label_error',
-                      'quality', 'label_sd', 'arrhythmia', 'beat_ef_sd', 'foreshortened', 'fore_frac']
-
 def _write_dataset(out:Path, plan:pd.DataFrame, seed:int, codec:str, overwrite:bool, workers:int=1,
                    world:str='clean')->pd.DataFrame:
     "Write the videos and CSVs of `plan` to `out` (its own folder, locked), then remove its files the new dataset lacks"
@@ -397,18 +372,14 @@ def make_dataset(out,                  # folder to create: Videos/, FileList.csv
     if codec not in CODECS: raise ConfigError(f"codec must be one of {', '.join(CODECS)}, got {codec!r}")
     workers = check_workers(workers, 'workers') or cpu_cores()
     if world not in WORLDS: raise ConfigError(f"world must be one of {', '.join(WORLDS)}, got {world!r}")
-    plan = video_plan(n_videos, seed, ef_sampler, frames, **ef_kwargs)
-    out = check_writable(out)
-    with lock_folder(out, SYNTH):
-        return _write_dataset(out, plan, seed, codec, overwrite, workers, world)
+    plan, out = video_plan(n_videos, seed, ef_sampler, frames, **ef_kwargs), check_writable(out)
+    with lock_folder(out, SYNTH): return _write_dataset(out, plan, seed, codec, overwrite, workers, world)
 
 # %% ../nbs/01_synthetic.ipynb #3f407c85
 def dataset_summary(df:pd.DataFrame)->str:
     "Short text summary of a FileList: videos per split, EF statistics, videos per EF range"
-    ef = df.EF
-    splits = ', '.join(f"{k} {int((df.Split == k).sum())}" for k in SPLITS)
-    cats = df.EF.map(ef_category).value_counts()
-    return '\n'.join([f"{len(df)} videos: {splits}",
+    ef, cats = df.EF, df.EF.map(ef_category).value_counts()
+    return '\n'.join([f"{len(df)} videos: " + ', '.join(f"{k} {int((df.Split == k).sum())}" for k in SPLITS),
                       f"EF mean {ef.mean():.1f}, sd {ef.std(ddof=0):.1f}, min {ef.min():.1f}, max {ef.max():.1f}",
                       'EF ranges: ' + ', '.join(f"{name} {int(cats.get(name, 0))}" for *_, name in EF_BINS)])
 

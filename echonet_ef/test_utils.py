@@ -24,8 +24,8 @@ from .core import *
 # %% ../nbs/99_test_utils.ipynb #d148fe1d
 def cache_dir()->Path:
     "The folder holding cached test datasets and runs"
-    d = os.environ.get('ECHONET_EF_TEST_CACHE') or Path(tempfile.gettempdir())/f'echonet_ef_test_{os.getuid() if hasattr(os, "getuid") else 0}'
-    return Path(d)
+    d = os.environ.get('ECHONET_EF_TEST_CACHE')
+    return Path(d or Path(tempfile.gettempdir())/f"echonet_ef_test_{getattr(os, 'getuid', lambda: 0)()}")
 
 def code_hash()->str:
     "A short hash of the package's source files: cached artefacts are rebuilt when the code changes"
@@ -35,7 +35,6 @@ def code_hash()->str:
         if p.name not in ('_modidx.py', 'test_utils.py'): h.update(p.name.encode()); h.update(p.read_bytes())
     return h.hexdigest()[:12]
 
-# %% ../nbs/99_test_utils.ipynb #013dfbf0
 def cached(name:str, # what is built, e.g. 'data-24-0'
            build, # `build(folder)` fills the empty `folder`
            key:str=None # extra cache key; default the package's `code_hash`
@@ -93,11 +92,9 @@ def tiny_run(*overrides, # 'section.key=value' strings for `tiny_run_config`
             )->Path: # the run folder
     "A cached trained run of `tiny_run_config` on `synth_data(n_videos)`; treat it as read-only"
     from echonet_ef.train import Trainer
-    data = synth_data(n_videos, frames=frames)
-    cfg = tiny_run_config(data, *overrides)
+    cfg = tiny_run_config(synth_data(n_videos, frames=frames), *overrides)
     cfg_key = hashlib.sha1(json.dumps(config_dict(cfg)).encode()).hexdigest()[:8]
-    def _build(d): Trainer(cfg, d, quiet=True, overwrite=True).fit()
-    return cached(f'run-{n_videos}-{cfg_key}', _build)
+    return cached(f'run-{n_videos}-{cfg_key}', lambda d: Trainer(cfg, d, quiet=True, overwrite=True).fit())
 
 def copy_run(run, # a run folder from `tiny_run`
              dest # where to copy it
@@ -168,8 +165,7 @@ def screen_frames(v:np.ndarray, # (T, 112, 112, 3) synthetic frames
     outside = fan.copy(); outside[y0:y0+side, x0:x0+side] = False
     rng, c = np.random.default_rng(seed), np.zeros((len(v), 600, 800, 3), np.uint8)
     over = np.zeros((600, 800), np.uint8)
-    xs = np.arange(60, 740)
-    ecg_y = 530 if overlays == 'around' else y0 + side - 70
+    xs, ecg_y = np.arange(60, 740), (530 if overlays == 'around' else y0 + side - 70)
     ecg = (ecg_y - 25*np.exp(-((xs % 60) - 30)**2/8) + 6*np.sin(xs/9)).astype(int)
     head = text_mask('ACME Vivid  HR 72 bpm  MI 1.1  TIS 0.4', (40, 40), 0.9)
     depth = text_mask('16 cm', (700, 470), 0.8)
@@ -198,10 +194,6 @@ def us_region(x0, y0, x1, y1, # the region's pixel box, inclusive ends
     r.PhysicalDeltaX = r.PhysicalDeltaY = 0.05; r.PhysicalUnitsXDirection = r.PhysicalUnitsYDirection = 3
     return r
 
-# %% ../nbs/99_test_utils.ipynb #a0200481
-def _jpeg(f:np.ndarray)->bytes:
-    b = io.BytesIO(); Image.fromarray(f).save(b, format='JPEG', quality=90); return b.getvalue()
-
 def us_dataset(fps:float=50, # frame rate (written as FrameTime)
                **tags # more elements, e.g. PatientID='P1'
               )->Dataset:
@@ -216,6 +208,9 @@ def us_dataset(fps:float=50, # frame rate (written as FrameTime)
     return ds
 
 # %% ../nbs/99_test_utils.ipynb #d6092faf
+def _jpeg(f:np.ndarray)->bytes:
+    b = io.BytesIO(); Image.fromarray(f).save(b, format='JPEG', quality=90); return b.getvalue()
+
 def _to_palette(ds:Dataset, c:np.ndarray)->np.ndarray:
     "Indices of RGB screens `c` into a 256-entry palette (greys and one green) written into `ds`"
     lut = np.repeat(np.arange(256, dtype=np.uint16)[:, None], 3, 1); lut[255] = (0, 255, 0)
@@ -227,7 +222,6 @@ def _to_palette(ds:Dataset, c:np.ndarray)->np.ndarray:
         ds[f'{k}PaletteColorLookupTableDescriptor'].VR = 'US'; ds[f'{k}PaletteColorLookupTableData'].VR = 'OW'
     return idx
 
-# %% ../nbs/99_test_utils.ipynb #fcae7553
 def make_dicom(path, v:np.ndarray, # destination; (T, 112, 112, 3) synthetic frames
                photometric:str='RGB', # MONOCHROME2, RGB, YBR_FULL, YBR_FULL_422 or PALETTE COLOR
                jpeg:bool=False, # JPEG Baseline compressed (grey or YBR_FULL_422)

@@ -16,7 +16,7 @@ from torch import nn
 from fastcore.basics import patch
 from fastcore.script import store_true
 from tqdm.auto import tqdm
-from safetensors import SafetensorError
+import safetensors.torch
 from .core import *
 from .data import DeviceClipTransform, model_inputs, read_filelist, make_dataloaders, split_data
 from .video import read_frames
@@ -124,18 +124,14 @@ class TrainingError(EchoNetError, RuntimeError):
 _DIVERGED = "lower optim.lr_head/optim.lr_backbone or set train.amp=fp32"
 
 # %% ../nbs/06_train.ipynb #dd6c5193
-def _arch(cfg:dict)->dict:
-    "The config keys that decide the model's architecture"
-    m, d = cfg['model'], cfg['data']
-    return {'model.backbone': m['backbone'], 'model.videomae': m['videomae'], 'model.pool': m['pool'],
-            'model.stem': m.get('stem', 'none'), 'data.size': d['size'], 'data.clip_len': d['clip_len']}
-
 def check_compatible(saved:dict, cfg:Config, ckpt):
     "Raise `CheckpointError` if checkpoint `ckpt`'s config `saved` describes another model than `cfg`"
-    a, b = _arch(saved), _arch(config_dict(cfg))
-    for k in a:
-        if a[k] != b[k]:
-            raise CheckpointError(f"{ckpt}: checkpoint was trained with {k}={a[k]!r}, but this config has {k}={b[k]!r}")
+    new = config_dict(cfg)
+    for k in ('model.backbone', 'model.videomae', 'model.pool', 'model.stem', 'data.size', 'data.clip_len'):
+        s, n = k.split('.')
+        a, b = saved[s].get(n, 'none'), new[s][n]   # a config without `model.stem` had none
+        if a != b:
+            raise CheckpointError(f"{ckpt}: checkpoint was trained with {k}={a!r}, but this config has {k}={b!r}")
 
 # %% ../nbs/06_train.ipynb #1903a9f3
 def data_card(root # the data folder (EchoNet-Dynamic layout, or a folder of videos without FileList.csv)
@@ -174,12 +170,20 @@ class Trainer:
 
     def __enter__(self): return self
     def __exit__(self, *exc): self.close()
+    def close(self):
+        "Release the output folder (`fit` does it when it ends); a closed Trainer writes nothing more"
+        self.closed = True
+        self._lock.close()
 
 # %% ../nbs/06_train.ipynb #bc519944
 @patch
 def _build(self:Trainer, resume, overwrite):
-    "Build data, model, optimizer and loss; then lock, check and claim `out`, and restore a checkpoint"
-    self._setup_dist()
+    "Join the processes and pick the device; build data, model, optimizer, loss; lock, check, claim `out`; resume"
+    if self.world > 1 and not dist.is_initialized():
+        dist.init_process_group('nccl' if torch.cuda.is_available() else 'gloo')
+    dev = get_device(self.cfg.train.device)
+    if dev.type == 'cuda' and self.world > 1: dev = torch.device('cuda', self.local_rank); torch.cuda.set_device(dev)
+    self.device = dev
     self._build_parts()   # first: a config that fails to build leaves `out` untouched
     self._lock_out()
     self._setup_out(resume, overwrite)
@@ -187,16 +191,6 @@ def _build(self:Trainer, resume, overwrite):
     ids = [self.device.index] if self.device.type == 'cuda' else None
     self.ddp = torch.nn.parallel.DistributedDataParallel(self.model, device_ids=ids) if self.world > 1 else None
     self._start_out(resume, overwrite)
-
-# %% ../nbs/06_train.ipynb #5357e53e
-@patch
-def _setup_dist(self:Trainer):
-    "Join the process group (under torchrun) and choose this process's device"
-    if self.world > 1 and not dist.is_initialized():
-        dist.init_process_group('nccl' if torch.cuda.is_available() else 'gloo')
-    dev = get_device(self.cfg.train.device)
-    if dev.type == 'cuda' and self.world > 1: dev = torch.device('cuda', self.local_rank); torch.cuda.set_device(dev)
-    self.device = dev
 
 @patch
 def _reduce(self:Trainer, v:float, op:str='SUM')->float:
@@ -219,19 +213,10 @@ def _lock_out(self:Trainer):
         if msg[0] is not None and err is None: err = FolderLockedError(msg[0])
     if err is not None: raise err
 
-# %% ../nbs/06_train.ipynb #7acfd3fe
-@patch
-def close(self:Trainer):
-    "Release the output folder (`fit` does it when it ends); a closed Trainer writes nothing more"
-    self.closed = True
-    self._lock.close()
-
-# %% ../nbs/06_train.ipynb #da421e1a
 @patch
 def _setup_out(self:Trainer, resume, overwrite):
     "Check `out` and find the checkpoint to resume from (`self.ckpt`), before anything is written"
-    out = self.out
-    self.ckpt = None
+    out, self.ckpt = self.out, None
     if resume:
         self.ckpt = latest_checkpoint(out) if resume is True else Path(resume)
         if self.ckpt is None: raise CheckpointError(f"{out}: no checkpoint to resume from (no checkpoints/model_step_<N>)")
@@ -241,7 +226,6 @@ def _setup_out(self:Trainer, resume, overwrite):
                            "pass --resume to continue it or --overwrite to replace it")
     if self.world > 1: dist.barrier()  # every process has checked `out` before process 0 writes to it
 
-# %% ../nbs/06_train.ipynb #ecf09002
 @patch
 def _start_out(self:Trainer, resume, overwrite):
     "Claim `out` for this run (process 0): delete the command's own outputs if `overwrite`, then write config.yaml"
@@ -260,7 +244,7 @@ def _build_parts(self:Trainer):
     self.autocast_dtype, use_scaler = amp_setup(cfg.train.amp, self.device)
     self._build_data()
     self.model = self._build_model().to(self.device)
-    self.opt = torch.optim.AdamW(self._param_groups(), betas=tuple(cfg.optim.betas),
+    self.opt = torch.optim.AdamW(param_groups(self.model, cfg.optim), betas=tuple(cfg.optim.betas),
                                  fused=self.device.type in ('cpu', 'cuda'))  # one kernel: ~8× the for-loop on a CPU
     o, t = cfg.optim, cfg.train.max_steps
     self.sched = torch.optim.lr_scheduler.LambdaLR(self.opt, lambda s: warmup_cosine(s, t, o.warmup_frac, o.min_lr_frac))
@@ -270,7 +254,6 @@ def _build_parts(self:Trainer):
     self.state = dict(step=0, epoch=0, batch=0, best_step=None, bad_evals=0, nonfinite=0,
                       nonfinite_run=0, history=[], stopped=None, **{f'best_{self.monitor}': None})
 
-# %% ../nbs/06_train.ipynb #56d5c7ce
 @patch
 def _build_data(self:Trainer):
     "The TRAIN loader and VAL videos of this process's shard (rows without EF skipped), the TRAIN mean EF, the data card"
@@ -291,16 +274,10 @@ def _build_model(self:Trainer)->nn.Module:
     return build_model(self.cfg.model, image_size=self.cfg.data.size, num_frames=self.cfg.data.clip_len)
 
 @patch
-def _param_groups(self:Trainer)->list:
-    "The optimizer's parameter groups"
-    return param_groups(self.model, self.cfg.optim)
-
-@patch
 def _build_loss(self:Trainer):
     "The loss of predictions against EF labels"
     self.loss_fn = get_loss(self.cfg.loss, self.cfg.model.variance)   # the NLL losses need model.variance
 
-# %% ../nbs/06_train.ipynb #d569b8db
 @patch
 def _restore(self:Trainer, ckpt:Path):
     "Continue from checkpoint `ckpt`: weights, optimizer, schedule, scaler, RNG states and training state"
@@ -318,16 +295,14 @@ def _restore(self:Trainer, ckpt:Path):
 @patch
 def _load_weights(self:Trainer, folder:Path):
     "Load the weights that `_save_model` wrote to `folder` into the model"
-    from safetensors.torch import load_file
-    self.model.load_state_dict(load_file(str(folder/'model.safetensors')))
+    self.model.load_state_dict(safetensors.torch.load_file(str(folder/'model.safetensors')))
 
 # %% ../nbs/06_train.ipynb #fe6756bb
 def card_config(cfg:Config)->dict:
     "`cfg` as plain data for a model card, which travels with the model: local folders by their name, not their path"
     d = config_dict(cfg)
     if d['data'].get('root'): d['data']['root'] = Path(d['data']['root']).resolve().name
-    if d['model'].get('backbone') and Path(d['model']['backbone']).exists():
-        d['model']['backbone'] = Path(d['model']['backbone']).resolve().name
+    if (b := d['model'].get('backbone')) and Path(b).exists(): d['model']['backbone'] = Path(b).resolve().name
     return d
 
 @patch
@@ -345,10 +320,6 @@ def _model_extra(self:Trainer)->dict:
                 std=list(d.std), ef_mean=self.ef_mean, step=self.state['step'], card=self._card())
 
 # %% ../nbs/06_train.ipynb #99c05935
-def _why(e:Exception)->str:
-    "The reason in exception `e`, in a few words: the OS's text, else the first line of its message, else its type"
-    return e.strerror if isinstance(e, OSError) and e.strerror else first_line(e).strip()
-
 @patch
 def _save_model(self:Trainer, model:nn.Module, folder:Path, extra:dict):
     "Write the model into the checkpoint `folder`: `model/`, as `save_model` writes it"
@@ -367,36 +338,30 @@ def save(self:Trainer)->Optional[Path]:
                         extra=self._model_extra(), save_fn=self._save_model)
         self._saved_step = step
         self._write_run_state()
-    except (OSError, RuntimeError, SafetensorError) as e:  # a full disk, as files, torch.save or safetensors say it
-        raise EchoNetError(f"{ck}: could not write checkpoint ({_why(e)}); earlier checkpoints are intact") from None
+    except (OSError, RuntimeError, safetensors.SafetensorError) as e:   # a full disk, however it is reported
+        why = e.strerror if isinstance(e, OSError) and e.strerror else first_line(e)   # the OS's words first
+        raise EchoNetError(f"{ck}: could not write checkpoint ({why}); earlier checkpoints are intact") from None
     self._prune()
     if not self.quiet: tqdm.write(f"saved checkpoints/{ck.name}")
     return ck
 
-# %% ../nbs/06_train.ipynb #5522e421
 @patch
 def _write_run_state(self:Trainer):
     "Point `run_state.json` at the last checkpoint written and at the best one so far"
     st, k = self.state, self.monitor
-    def rel(step):
-        p = f'checkpoints/model_step_{step}'
-        return p if step is not None and (self.out/p).is_dir() else None
+    def rel(s): return p if s is not None and (self.out/(p := f'checkpoints/model_step_{s}')).is_dir() else None
     save_json(dict(step=st['step'], last_checkpoint=rel(self._saved_step), best_checkpoint=rel(st['best_step']),
                    best_metric=st[f'best_{k}'], monitor=k), self.out/RUN_STATE)
-
-# %% ../nbs/06_train.ipynb #2ad5c00c
-_TMP_CKPT = r'\.model_step_\d+\.[a-z0-9_]{8}\.tmp'   # what `atomic_dir` leaves of a checkpoint when killed mid-write
 
 @patch
 def _prune(self:Trainer):
     "Delete the step checkpoints that are neither the best nor among the last `keep_last`, and unfinished ones"
-    best = best_checkpoint(self.out)
-    for c in step_checkpoints(self.out)[:-self.cfg.train.keep_last]:
-        if c != best: shutil.rmtree(c, ignore_errors=True)
-    for t in (self.out/'checkpoints').iterdir():
-        if re.fullmatch(_TMP_CKPT, t.name) and t.is_dir() and not t.is_symlink(): shutil.rmtree(t, ignore_errors=True)
+    old = set(step_checkpoints(self.out)[:-self.cfg.train.keep_last]) - {best_checkpoint(self.out)}
+    for c in old: shutil.rmtree(c, ignore_errors=True)
+    for t in (self.out/'checkpoints').iterdir():   # what `atomic_dir` leaves of a checkpoint killed mid-write
+        if re.fullmatch(r'\.model_step_\d+\.[a-z0-9_]{8}\.tmp', t.name) and t.is_dir() and not t.is_symlink():
+            shutil.rmtree(t, ignore_errors=True)
 
-# %% ../nbs/06_train.ipynb #0e63b7c9
 @patch
 def _rewind(self:Trainer):
     "Resumed from an earlier step than the newest checkpoint in `out`: point `run_state.json` back, delete the later ones"
@@ -420,7 +385,6 @@ def _micro_batches(self:Trainer):
         yield from dl
         self.state['epoch'] += 1; self.state['batch'] = 0
 
-# %% ../nbs/06_train.ipynb #26130b0a
 @patch
 def _forward_loss(self:Trainer, b)->torch.Tensor:
     "The loss of batch `b`"
@@ -445,7 +409,6 @@ def _accumulate(self:Trainer, batches)->tuple:
         tot += loss.item(); n += 1
     return tot, n, bool(self._reduce(finite, 'MIN'))
 
-# %% ../nbs/06_train.ipynb #535fe7f9
 @patch
 def _skip_step(self:Trainer):
     "Drop the gradients of a step with a non-finite loss; `TrainingError` after `max_nonfinite` in a row"
@@ -456,18 +419,6 @@ def _skip_step(self:Trainer):
         raise TrainingError(f"the loss was non-finite for {st['nonfinite_run']} steps in a row (at step {st['step']}); "
                             f"{_DIVERGED}")
     warnings.warn(f"non-finite loss at step {st['step']}: step skipped ({st['nonfinite']} so far)")
-
-# %% ../nbs/06_train.ipynb #9fbc9bbb
-@patch
-def _optimizer_step(self:Trainer):
-    "Unscale and clip the gradients, step the optimizer and the schedule, and count the step"
-    if self.scaler: self.scaler.unscale_(self.opt)
-    if self.cfg.optim.clip_norm > 0: torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.optim.clip_norm)
-    if self.scaler: self.scaler.step(self.opt); self.scaler.update()
-    else: self.opt.step()
-    self.opt.zero_grad(set_to_none=True)
-    self.sched.step()
-    self.state['step'] += 1
 
 # %% ../nbs/06_train.ipynb #ed9c040e
 @patch
@@ -482,7 +433,13 @@ def train_step(self:Trainer, batches)->Optional[float]:
     tot, n, finite = self._accumulate(batches)
     if not finite or n == 0: return self._skip_step()
     self.state['nonfinite_run'] = 0
-    self._optimizer_step()
+    if self.scaler: self.scaler.unscale_(self.opt)
+    if self.cfg.optim.clip_norm > 0: torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.optim.clip_norm)
+    if self.scaler: self.scaler.step(self.opt); self.scaler.update()
+    else: self.opt.step()
+    self.opt.zero_grad(set_to_none=True)
+    self.sched.step()
+    self.state['step'] += 1
     return tot / n
 
 # %% ../nbs/06_train.ipynb #b56249fa
@@ -514,11 +471,9 @@ def validate(self:Trainer)->dict:
     if self.world > 1:
         parts = [None]*self.world; dist.all_gather_object(parts, pr)
         pr = pd.concat(parts).drop_duplicates('FileName').reset_index(drop=True)
-    m = regression_metrics(pr.EF, pr.EF_pred)
     ef, pred = (torch.tensor(v.values, dtype=torch.float32) for v in (pr.EF, pr.EF_pred))
     if 'EF_logvar' in pr: pred = (pred, torch.tensor(pr.EF_logvar.values, dtype=torch.float32))   # the NLL losses
-    m['loss'] = float(self.loss_fn(pred, ef))
-    return m
+    return {**regression_metrics(pr.EF, pr.EF_pred), 'loss': float(self.loss_fn(pred, ef))}
 
 # %% ../nbs/06_train.ipynb #d700798f
 @patch
@@ -545,30 +500,23 @@ def wandb_mode(mode:str='auto', # auto, online, offline or disabled (`train.wand
     env = os.environ if env is None else env
     if env.get('WANDB_MODE') in ('online', 'offline', 'disabled'): return env['WANDB_MODE']
     if mode != 'auto': return mode
-    netrc = Path(home or Path.home())/'.netrc'
-    has_key = bool(env.get('WANDB_API_KEY')) or (netrc.is_file() and 'api.wandb.ai' in netrc.read_text())
-    return 'online' if has_key else 'offline'
+    rc = Path(home or Path.home())/'.netrc'   # where `wandb login` keeps the key
+    return 'online' if env.get('WANDB_API_KEY') or (rc.is_file() and 'api.wandb.ai' in rc.read_text()) else 'offline'
 
 # %% ../nbs/06_train.ipynb #e606e08e
 @patch
 def _init_wandb(self:Trainer):
-    "Start W&B logging on process 0 as `wandb_mode` says; warn and go on without it if it fails"
-    mode = wandb_mode(self.cfg.train.wandb)
-    if not self.is_main or mode == 'disabled': return
+    "Start W&B logging on process 0 as `wandb_mode` says, continuing the run of `wandb_id.txt`; warn if it fails"
+    if not self.is_main or (mode := wandb_mode(self.cfg.train.wandb)) == 'disabled': return
     try:
         import wandb
+        f = self.out/'wandb_id.txt'   # the W&B run id of this output folder, made the first time
+        if not f.exists():
+            with atomic_write(f) as o: o.write(f"{int(time.time())}-{os.getpid()}")
         self.wb = wandb.init(project=self.cfg.train.wandb_project, dir=str(self.out), mode=mode,
-                             config=config_dict(self.cfg), resume='allow', id=self._wandb_id(),
+                             config=config_dict(self.cfg), resume='allow', id=f.read_text().strip(),
                              settings=wandb.Settings(silent=True))
     except Exception as e: warnings.warn(f"W&B logging off: {first_line(e)}")
-
-@patch
-def _wandb_id(self:Trainer)->str:
-    "The W&B run id of this output folder, made the first time"
-    f = self.out/'wandb_id.txt'
-    if not f.exists():
-        with atomic_write(f) as o: o.write(f"{int(time.time())}-{os.getpid()}")
-    return f.read_text().strip()
 
 # %% ../nbs/06_train.ipynb #a911f67b
 @patch
@@ -576,9 +524,8 @@ def log(self:Trainer, row:dict):
     "Record `row` in the history, metrics.csv and W&B"
     self.state['history'].append(row)
     if not self.is_main: return
-    df = pd.DataFrame(self.state['history'])
     try:
-        with atomic_write(self.out/'metrics.csv') as f: df.to_csv(f, index=False)
+        with atomic_write(self.out/'metrics.csv') as f: pd.DataFrame(self.state['history']).to_csv(f, index=False)
     except OSError as e: raise EchoNetError(f"{self.out/'metrics.csv'}: could not write ({e.strerror or e})") from None
     if self.wb is not None: self.wb.log({k: v for k, v in row.items() if k != 'step' and v == v}, step=row['step'])
 
@@ -587,15 +534,13 @@ def log(self:Trainer, row:dict):
 def plot_curves(self:Trainer)->Optional[Path]:
     "Save the training-loss and val-MAE curves as loss_curve.png"
     if not self.is_main or not self.state['history']: return None
-    import matplotlib; import matplotlib.pyplot as plt
+    import matplotlib.pyplot as plt
     df = pd.DataFrame(self.state['history'])
     fig, ax = plt.subplots(1, 2, figsize=(10, 3.5))
-    if 'train_loss' in df: d = df.dropna(subset=['train_loss']); ax[0].plot(d.step, d.train_loss, label='train loss')
-    if 'val_loss' in df: d = df.dropna(subset=['val_loss']); ax[0].plot(d.step, d.val_loss, 'o-', label='val loss')
-    ax[0].set_yscale('log'); ax[0].set_xlabel('optimizer step'); ax[0].legend(); ax[0].set_title('loss')
-    v = f'val_{self.monitor}'
-    if v in df: d = df.dropna(subset=[v]); ax[1].plot(d.step, d[v], 'o-', color='C2')
-    ax[1].set_xlabel('optimizer step'); ax[1].set_ylabel(self.monitor_label); ax[1].set_title('validation')
+    for a, k, fmt in ((ax[0], 'train_loss', '-'), (ax[0], 'val_loss', 'o-'), (ax[1], f'val_{self.monitor}', 'o-C2')):
+        if k in df: d = df.dropna(subset=[k]); a.plot(d.step, d[k], fmt, label=k.replace('_', ' '))
+    ax[0].set(yscale='log', xlabel='optimizer step', title='loss'); ax[0].legend()
+    ax[1].set(xlabel='optimizer step', ylabel=self.monitor_label, title='validation')
     fig.tight_layout()
     with atomic_write(self.out/'loss_curve.png', 'wb') as f: fig.savefig(f, format='png', dpi=100)
     plt.close(fig)
@@ -614,12 +559,6 @@ def _stop_on_signal(t:Trainer):
     try: yield
     finally:
         for s, h in old.items(): signal.signal(s, h)
-
-# %% ../nbs/06_train.ipynb #fa34399f
-@patch
-def _signalled(self:Trainer)->Optional[int]:
-    "The signal received by any process since the run started, or None"
-    return int(self._reduce(self._signal or 0, 'MAX')) or None
 
 # %% ../nbs/06_train.ipynb #f8b25368
 @patch
@@ -641,67 +580,44 @@ def fit(self:Trainer, callback=None # called as callback(trainer) after every op
         self.close()
     return self.state
 
-# %% ../nbs/06_train.ipynb #0d5fab53
 @patch
 def _loop(self:Trainer, callback=None):
     "Optimizer steps until the run is done or a signal arrives"
     c, st = self.cfg.train, self.state
     batches, t0, seen = self._micro_batches(), time.time(), 0
-    bar = tqdm(total=c.max_steps, initial=st['step'], disable=self.quiet or not self.is_main, desc='train',
-               dynamic_ncols=True)
     self.model.train()
-    try:
+    with tqdm(total=c.max_steps, initial=st['step'], disable=self.quiet or not self.is_main, desc='train',
+              dynamic_ncols=True) as bar:
         while st['step'] < c.max_steps and not st['stopped']:
             loss = self.train_step(batches)
             seen += c.grad_accum*self.cfg.data.batch_size*self.world
             if loss is not None: self._after_step(loss, bar, t0, seen)
             if callback is not None: callback(self)
-            if (sig := self._signalled()):   # the run ends at this step boundary, with its checkpoint
+            if (sig := int(self._reduce(self._signal or 0, 'MAX'))):   # a signal to any process: all stop at this step
                 self.interrupted, st['stopped'] = sig, f"interrupted by {signal.Signals(sig).name} at step {st['step']}"
                 if self._saved_step != st['step']: self.save()
                 break
-    finally: bar.close()
 
 # %% ../nbs/06_train.ipynb #30f78ce3
 @patch
 def _after_step(self:Trainer, loss, bar, t0, seen):
-    "Progress, validation when due, the metrics row, and the validation checkpoints, in that order"
+    "Progress and the metrics row, validation when due, then the row logged and the validation checkpoint written"
     c, st = self.cfg.train, self.state
-    row = self._step_row(loss, bar, t0, seen)
-    budget = self._over_budget(t0)
+    lrs, rate = [g['lr'] for g in self.opt.param_groups], seen/max(1e-9, time.time()-t0)
+    bar.update(1)
+    bar.set_postfix(loss=f"{loss:.2f}", lr=f"{lrs[-1]:.1e}", clips_s=f"{rate:.1f}")
+    bb = [g['lr'] for g in self.opt.param_groups if g['name'].startswith('backbone')] or [math.nan]
+    row = dict(step=st['step'], epoch=st['epoch'], train_loss=self._reduce(loss) / self.world, lr_backbone=max(bb),
+               lr_head=lrs[-1], clips_per_s=rate)   # train_loss: the mean over the processes
+    budget = c.max_minutes is not None and bool(self._reduce(time.time() - t0 > 60*c.max_minutes, 'MAX'))
     improved = None
-    if st['step'] % c.val_every == 0 or st['step'] == c.max_steps or budget: improved = self._validate_row(row, bar)
+    if st['step'] % c.val_every == 0 or st['step'] == c.max_steps or budget:
+        m = self.validate(); improved = self._track(m)
+        row.update({f'val_{k}': v for k, v in m.items() if not k.startswith('n')})
+        if self.is_main and not self.quiet: bar.write(f"step {st['step']}: {self._val_message(m)}")
     if budget and not st['stopped']: st['stopped'] = f"time budget of {c.max_minutes} min reached at step {st['step']}"
     if st['step'] % c.log_every == 0 or improved is not None: self.log(row)
     if improved is not None: self.save()
-
-# %% ../nbs/06_train.ipynb #7caf49b1
-@patch
-def _step_row(self:Trainer, loss, bar, t0, seen)->dict:
-    "Advance the progress bar and return the metrics row of this step"
-    lrs = [g['lr'] for g in self.opt.param_groups]
-    bar.update(1)
-    bar.set_postfix(loss=f"{loss:.2f}", lr=f"{lrs[-1]:.1e}", clips_s=f"{seen/max(1e-9, time.time()-t0):.1f}")
-    loss = self._reduce(loss) / self.world   # the mean over the processes
-    bb = [g['lr'] for g in self.opt.param_groups if g['name'].startswith('backbone')] or [math.nan]
-    return dict(step=self.state['step'], epoch=self.state['epoch'], train_loss=loss, lr_backbone=max(bb),
-                lr_head=lrs[-1], clips_per_s=seen/max(1e-9, time.time()-t0))
-
-# %% ../nbs/06_train.ipynb #e379b338
-@patch
-def _over_budget(self:Trainer, t0:float)->bool:
-    "Whether the `max_minutes` budget since `t0` is spent (on any process)"
-    m = self.cfg.train.max_minutes
-    return m is not None and bool(self._reduce(time.time() - t0 > 60*m, 'MAX'))
-
-# %% ../nbs/06_train.ipynb #c915e2bc
-@patch
-def _validate_row(self:Trainer, row:dict, bar)->bool:
-    "Validate, track the best val MAE and add the val metrics to `row`; True if the model improved"
-    m = self.validate(); improved = self._track(m)
-    row.update({f'val_{k}': v for k, v in m.items() if not k.startswith('n')})
-    if self.is_main and not self.quiet: bar.write(f"step {self.state['step']}: {self._val_message(m)}")
-    return improved
 
 @patch
 def _val_message(self:Trainer, m:dict)->str:
@@ -736,7 +652,6 @@ def run_trainer(cls, # `Trainer` or a subclass of it
     if t.is_main: print(summary(st, out))
     if t.interrupted: sys.exit(128 + t.interrupted)
 
-# %% ../nbs/06_train.ipynb #66161d30
 @cli
 def echonet_ef_train(config:str=None, # YAML config (default: the built-in defaults, VideoMAE-base)
                      data:str=None, # EchoNet-Dynamic folder (overrides data.root)

@@ -4,11 +4,11 @@
 
 # %% auto #0
 __all__ = ['METHODS', 'SPREAD_FLOOR', 'MAX_SAMPLES', 'PREFERRED', 'LEVELS', 'MIN_BIN', 'SELECTIVE_KEEP', 'CALIBRATION_FORMAT',
-           'CALIBRATION_FILE', 'video_estimate', 'interval', 'model_methods', 'calibrated_method', 'default_method',
-           'check_method', 'coverage', 'fit_scale', 'apply_scale', 'coverage_curve', 'fit_scales', 'ef_bins',
-           'fit_bins', 'fit_calibration', 'calibration_scale', 'calibrate_table', 'spearman', 'selective_curve',
-           'interval_quality', 'calibration_record', 'calibration_file', 'read_calibration', 'model_calibration',
-           'apply_calibration', 'resolve_checkpoint']
+           'CALIBRATION_FILE', 'video_estimate', 'interval', 'model_methods', 'default_method', 'check_method',
+           'coverage', 'fit_scale', 'apply_scale', 'coverage_curve', 'fit_scales', 'ef_bins', 'fit_bins',
+           'fit_calibration', 'calibration_scale', 'calibrate_table', 'spearman', 'selective_curve', 'interval_quality',
+           'calibration_record', 'calibration_file', 'read_calibration', 'model_calibration', 'apply_calibration',
+           'resolve_checkpoint']
 
 # %% ../nbs/04c_uncertainty.ipynb #18af689a
 import json, math, warnings, datetime
@@ -24,20 +24,6 @@ METHODS = ('mc_dropout', 'clip_spread', 'variance', 'ensemble', 'constant')
 SPREAD_FLOOR = 0.01   # EF points: the smallest spread an interval is computed with
 MAX_SAMPLES = 1000    # the most MC-dropout samples per clip a command accepts
 
-def _spread(method, s, p, log_var)->float:
-    "The spread of one video by `method`, from samples `s` and eval-mode EFs `p` (members, clips)"
-    if method == 'mc_dropout':
-        if s is None: raise ValueError("method mc_dropout needs the MC-dropout samples")
-        if s.ndim != 2 or s.shape[1] != p.shape[1]:
-            raise ValueError(f"samples must be (n_samples, n_clips) with n_clips = {p.shape[1]} predictions, "
-                             f"got {tuple(s.shape)}")
-        return s.std().item() if s.numel() > 1 else 0.0
-    if method == 'clip_spread': c = p.mean(0); return c.std().item() if len(c) > 1 else 0.0
-    if method == 'ensemble': v = p.mean(1); return v.std().item() if len(v) > 1 else 0.0
-    if method == 'constant': return 1.0
-    if log_var is None: raise ValueError("method variance needs the variance head's log-variances")
-    return torch.as_tensor(log_var, dtype=torch.float64).exp().mean().sqrt().item()
-
 def video_estimate(samples, # (n_samples, n_clips) MC-dropout EF samples of one video; None unless mc_dropout
                    preds, # (n_clips,) its eval-mode EF predictions; (K, n_clips) for K ensemble members
                    method:str='mc_dropout', # where the spread comes from: one of `METHODS`
@@ -49,12 +35,21 @@ def video_estimate(samples, # (n_samples, n_clips) MC-dropout EF samples of one 
     p = p[None] if p.ndim == 1 else p
     if p.ndim != 2 or p.numel() == 0:
         raise ValueError(f"preds must be (n_clips,) or (K, n_clips), got {tuple(p.shape)}")
-    s = None if samples is None else torch.as_tensor(samples, dtype=torch.float64)
-    return p.mean().item(), _spread(method, s, p, log_var)
+    ef, s = p.mean().item(), None if samples is None else torch.as_tensor(samples, dtype=torch.float64)
+    if method == 'mc_dropout':
+        if s is None: raise ValueError("method mc_dropout needs the MC-dropout samples")
+        if s.ndim != 2 or s.shape[1] != p.shape[1]:
+            raise ValueError(f"samples must be (n_samples, n_clips) with n_clips = {p.shape[1]} predictions, "
+                             f"got {tuple(s.shape)}")
+        return ef, s.std().item() if s.numel() > 1 else 0.0
+    if method == 'clip_spread': return ef, p.mean(0).std().item() if p.shape[1] > 1 else 0.0   # over the clips
+    if method == 'ensemble': return ef, p.mean(1).std().item() if len(p) > 1 else 0.0          # over the members
+    if method == 'constant': return ef, 1.0
+    if log_var is None: raise ValueError("method variance needs the variance head's log-variances")
+    return ef, torch.as_tensor(log_var, dtype=torch.float64).exp().mean().sqrt().item()
 
 # %% ../nbs/04c_uncertainty.ipynb #e7bd80aa
-def interval(ef, # the EF (a number or an array)
-             spread, # its spread by the method (unscaled)
+def interval(ef, spread, # the EF and its spread by the method (unscaled): numbers or arrays
              level:float=0.9, # coverage of the interval
              scale=1.0 # interval width multiplier (the calibration); a number or one per EF
             )->tuple: # (low, high)
@@ -72,15 +67,12 @@ def model_methods(model:EchoNetRegressor)->list:
               variance=model.variance, ensemble=False, constant=True)
     return [m for m in METHODS if ok[m]]
 
-def calibrated_method(model:EchoNetRegressor)->Optional[str]:
-    "The method the model's interval scale was calibrated for, or None"
-    rec = model.extra.get('calibration')
-    return rec.get('method') if isinstance(rec, dict) else None
-
 def default_method(model:EchoNetRegressor, clips=None # the clips per video, if known: one clip has no clip spread
                   )->str:
     "The calibrated method, else the first method of `PREFERRED` that `model` supports"
-    have, cal = [m for m in model_methods(model) if not (clips == 1 and m == 'clip_spread')], calibrated_method(model)
+    rec = model.extra.get('calibration')
+    cal = rec.get('method') if isinstance(rec, dict) else None
+    have = [m for m in model_methods(model) if not (clips == 1 and m == 'clip_spread')]
     return cal if cal in have else next(m for m in PREFERRED if m in have)
 
 def check_method(model:EchoNetRegressor, method:Optional[str]=None, # None: `default_method`
@@ -98,18 +90,14 @@ def check_method(model:EchoNetRegressor, method:Optional[str]=None, # None: `def
     raise ConfigError(f"method {method!r} {why}; this checkpoint supports {', '.join(have)}")
 
 # %% ../nbs/04c_uncertainty.ipynb #5930d201
-def coverage(y, # true EF
-             low, # lower ends of the intervals
-             high # upper ends of the intervals
+def coverage(y, low, high # true EF; lower and upper ends of the intervals
             )->float:
     "Fraction of `y` inside [`low`, `high`]"
     y = np.asarray(y, float)
     return float(((y >= np.asarray(low, float)) & (y <= np.asarray(high, float))).mean()) if len(y) else float('nan')
 
 # %% ../nbs/04c_uncertainty.ipynb #435ea8b6
-def fit_scale(y, # true EF (VAL)
-              p, # predicted EF
-              std, # the method's spread (unscaled)
+def fit_scale(y, p, std, # true EF (VAL), predicted EF and the method's spread (unscaled)
               level:float=0.9 # target coverage
              )->float:
     "Split-conformal scale s so that p ± z·std·s covers `level` of new videos"
@@ -137,10 +125,9 @@ def apply_scale(df:pd.DataFrame, # predictions with EF_pred and EF_std
     lo, hi = interval(df.EF_pred, df.EF_std, level, scale)
     return df.assign(EF_low=lo, EF_high=hi)
 
-def _scale_at(scale, level)->float:
-    "The scale for `level`: `scale` itself, or its entry for `level` when it maps levels to scales"
-    if not isinstance(scale, dict): return float(scale)
-    return float(scale[level] if level in scale else scale[str(level)])
+def _at(scales, level)->Optional[float]:
+    "The entry of `scales` ({level: scale}, a level a number or a string) for `level`, or None"
+    return next((float(v) for k, v in (scales or {}).items() if abs(float(k) - level) < 1e-9), None)
 
 def coverage_curve(df:pd.DataFrame, # predictions with EF, EF_pred and EF_std (the method's unscaled spread)
                    scale=1.0, # interval width multiplier, or {level: multiplier} (one fitted per level)
@@ -148,7 +135,8 @@ def coverage_curve(df:pd.DataFrame, # predictions with EF, EF_pred and EF_std (t
                   )->np.ndarray: # observed coverage at each level
     "Observed coverage of the intervals EF_pred ± z(level)·EF_std·scale at each nominal level"
     err, sd = (df.EF - df.EF_pred).abs().values, np.maximum(df.EF_std.values, SPREAD_FLOOR)
-    return np.array([(err <= z_value(l)*sd*_scale_at(scale, l) + 1e-9).mean() for l in levels])
+    sc = [_at(scale, l) if isinstance(scale, dict) else float(scale) for l in levels]
+    return np.array([(err <= z_value(l)*sd*s + 1e-9).mean() for l, s in zip(levels, sc)])
 
 # %% ../nbs/04c_uncertainty.ipynb #82f0e5cd
 def fit_scales(y, p, std, # true EF, predicted EF and the method's spread (VAL)
@@ -175,8 +163,7 @@ def fit_bins(y, p, std, # true EF, predicted EF and the method's spread (VAL)
     y, p, std = (np.asarray(a, float) for a in (y, p, std))
     out, b = {}, ef_bins(p)
     for c in CLINICAL_CATEGORIES:
-        k = b == c
-        own = k.sum() >= min_n and (std[k] > 0).any()
+        own = (k := b == c).sum() >= min_n and (std[k] > 0).any()
         out[c] = dict(n=int(k.sum()), scales=fit_scales(y[k], p[k], std[k], levels) if own else None)
     return out
 
@@ -196,9 +183,6 @@ def fit_calibration(val:pd.DataFrame, # scored VAL predictions: EF, EF_pred and 
                 n_samples=n_samples if method == 'mc_dropout' else 0, split='VAL', n=n, level=float(level),
                 scale=sc[float(level)], scales=sc, min_bin=min_n, guaranteed=ok,
                 bins=fit_bins(val.EF, val.EF_pred, val.EF_std, lv, min_n))
-
-def _at(scales, level)->Optional[float]:
-    return next((float(v) for k, v in (scales or {}).items() if abs(float(k) - level) < 1e-9), None)
 
 def calibration_scale(rec:dict, # a fit (`fit_calibration`) or a calibration record
                       level:float, # the interval's level
@@ -220,9 +204,8 @@ def calibrate_table(df:pd.DataFrame, # predictions with EF_pred and EF_std
     return apply_scale(df, 1.0 if s is None else s, level)
 
 # %% ../nbs/04c_uncertainty.ipynb #f23a2114
-def _constant(x)->bool:
+def _constant(x:np.ndarray)->bool:
     "Whether the values `x` are all equal, up to rounding (1e-9 relative)"
-    x = np.asarray(x, float)
     return len(x) == 0 or float(np.ptp(x)) <= 1e-9*max(float(np.abs(x).max()), 1e-300)
 
 def _by_category(y, lo, hi, cats)->dict:
@@ -238,8 +221,7 @@ def spearman(a, b)->float:
 
 SELECTIVE_KEEP = tuple(np.round(np.arange(0.2, 1.001, 0.05), 2))   # kept fractions of the selective-prediction curve
 
-def selective_curve(spread, # the method's spread per video
-                    err, # absolute error per video
+def selective_curve(spread, err, # the method's spread and the absolute error, per video
                     keep=SELECTIVE_KEEP # fractions of the videos kept
                    )->np.ndarray: # MAE of the kept videos at each fraction
     "MAE of the videos kept when those with the largest spread are set aside first (ties in a fixed random order)"
@@ -247,10 +229,8 @@ def selective_curve(spread, # the method's spread per video
     o = np.lexsort((np.random.default_rng(0).random(len(s)), s))
     return np.array([e[o[:max(1, int(round(f*len(e))))]].mean() for f in keep]) if len(e) else np.full(len(keep), np.nan)
 
-def interval_quality(y, # true EF
-                     p, # predicted EF
-                     low, # lower ends of the intervals
-                     high, # upper ends of the intervals
+def interval_quality(y, p, # true and predicted EF
+                     low, high, # lower and upper ends of the intervals
                      spread=None # the method's spread per video, which ρ ranks (default: the width)
                     )->dict:
     "Coverage, width, ρ of spread against |error| (NaN if constant), selective prediction, coverage per EF range and category"
@@ -273,8 +253,7 @@ CALIBRATION_FILE = 'calibration.json'
 def _levels(scales)->dict: return {str(float(k)): float(v) for k, v in scales.items()}
 
 def calibration_record(model:EchoNetRegressor, # the evaluated model, as `load_model` gave it
-                       mdir, # its model folder
-                       data, # the data folder it was calibrated on
+                       mdir, data, # its model folder; the data folder it was calibrated on
                        fit:dict # from `fit_calibration`
                       )->dict:
     "The calibration.json record of a fit, bound to the weights of `model`"
@@ -317,8 +296,7 @@ def read_calibration(path # a calibration.json, or a folder holding one (an eval
         raise CheckpointError(f"{f}: calibration not found (write one with echonet_ef_evaluate --calibrate --out FOLDER)")
     try: rec = json.loads(f.read_text())
     except OSError as e: raise CheckpointError(f"{f}: cannot be read ({e.strerror or first_line(e)})") from None
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise CheckpointError(f"{f}: not valid JSON ({first_line(e)})") from None
+    except ValueError as e: raise CheckpointError(f"{f}: not valid JSON ({first_line(e)})") from None
     if not isinstance(rec, dict) or rec.get('format') != CALIBRATION_FORMAT:
         raise CheckpointError(f"{f}: not an echonet_ef calibration (no format '{CALIBRATION_FORMAT}')")
     missing = [k for k in ('weights_id', 'checkpoint', 'method', 'level', 'scales') if k not in rec]

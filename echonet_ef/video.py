@@ -6,9 +6,9 @@
 __all__ = ['MAX_SIDE', 'MAX_FRAMES', 'MAX_MB', 'NATIVE_SIZE', 'CODECS', 'TIMEOUT', 'WORK_SIZE', 'MIN_FRAMES', 'MIN_SECONDS',
            'COLOUR_SPREAD', 'BLACK_LEVEL', 'STATIC_RANGE', 'MARK_LEVEL', 'HEADER_MAX', 'ECHONET_MARGIN',
            'MAX_COLOUR_PICTURE', 'MIN_MOVING', 'check_video_header', 'check_file', 'video_info', 'read_frames',
-           'read_video', 'check_avi', 'write_avi', 'video_fourcc', 'check_duration', 'is_dicom', 'work_shape',
-           'read_cv2_video', 'dicom_fps', 'dicom_region', 'dicom_header', 'open_dicom', 'read_dicom_video',
-           'temporal_maps', 'find_sector', 'sector_box', 'echonet_square', 'to_echonet', 'load_clinical_video']
+           'read_video', 'check_avi', 'write_avi', 'video_fourcc', 'check_duration', 'is_dicom', 'read_cv2_video',
+           'dicom_fps', 'dicom_region', 'dicom_header', 'open_dicom', 'read_dicom_video', 'temporal_maps',
+           'find_sector', 'sector_box', 'echonet_square', 'to_echonet', 'load_clinical_video']
 
 # %% ../nbs/00b_video.ipynb #c078a0af
 import os, io, time, math, zlib, copy, warnings
@@ -50,8 +50,7 @@ def check_file(path, max_mb:float=MAX_MB)->Path:
     path = Path(path)
     if not path.exists(): raise DataError(f"{path}: file not found")
     if path.is_dir(): raise DataError(f"{path}: is a folder, not a video")
-    size = path.stat().st_size
-    if size == 0: raise DataError(f"{path}: empty file (0 bytes)")
+    if (size := path.stat().st_size) == 0: raise DataError(f"{path}: empty file (0 bytes)")
     if size > max_mb*2**20:
         raise DataError(f"{path}: file is {size/2**20:.0f} MB, over the {max_mb:g} MB limit (max_mb)")
     return path
@@ -59,59 +58,52 @@ def check_file(path, max_mb:float=MAX_MB)->Path:
 # %% ../nbs/00b_video.ipynb #44afca73
 NATIVE_SIZE = 112
 
-def _open_video(path, max_mb:float=MAX_MB):
+def _open_video(path, max_mb:float=MAX_MB)->tuple: # (path, open `cv2.VideoCapture`, dict: n_frames, fps, height, width)
+    "Open the video at `path` with OpenCV; the frame count, frame rate and frame size its container declares"
     path = check_file(path, max_mb)
     cap = cv2.VideoCapture(str(path))
     if not cap.isOpened(): raise DataError(f"{path}: not a readable video (OpenCV cannot open it)")
-    return path, cap
+    fps = cap.get(cv2.CAP_PROP_FPS)
+    return path, cap, dict(n_frames=max(0, int(cap.get(cv2.CAP_PROP_FRAME_COUNT))), fps=fps if fps > 0 else 50.0,
+                           height=int(cap.get(cv2.CAP_PROP_FRAME_HEIGHT)), width=int(cap.get(cv2.CAP_PROP_FRAME_WIDTH)))
 
 def video_info(path # a video file
               )->dict:
     "Frame count, FPS, size and codec of the video at `path`: its header checked, then its first frame decoded"
-    path, cap = _open_video(path)
+    path, cap, hd = _open_video(path)
     try:
-        n = int(cap.get(cv2.CAP_PROP_FRAME_COUNT))
-        fps = cap.get(cv2.CAP_PROP_FPS)
         fourcc = int(cap.get(cv2.CAP_PROP_FOURCC)).to_bytes(4, 'little').decode('ascii', 'replace').strip('\x00 ')
-        check_video_header(path, n, int(cap.get(cv2.CAP_PROP_FRAME_HEIGHT)), int(cap.get(cv2.CAP_PROP_FRAME_WIDTH)))
+        check_video_header(path, hd['n_frames'], hd['height'], hd['width'])
         ok, frame = cap.read()
     finally: cap.release()
-    if not ok or frame is None or n <= 0: raise DataError(f"{path}: video has no frames")
-    return dict(n_frames=n, fps=fps if fps > 0 else 50.0, height=frame.shape[0], width=frame.shape[1], codec=fourcc)
+    if not ok or frame is None or not hd['n_frames']: raise DataError(f"{path}: video has no frames")
+    return dict(hd, height=frame.shape[0], width=frame.shape[1], codec=fourcc)
 
 # %% ../nbs/00b_video.ipynb #722e490a
-def _to_rgb(frame, size):
-    frame = cv2.cvtColor(frame, cv2.COLOR_GRAY2RGB if frame.ndim == 2 or frame.shape[2] == 1 else cv2.COLOR_BGR2RGB)
-    if size is not None and frame.shape[:2] != (size, size):
-        frame = cv2.resize(frame, (size, size), interpolation=cv2.INTER_AREA)
-    return frame
-
 def read_frames(path, # a video file
                 idxs, # frame indices wanted (any order, repeats allowed)
                 size:Optional[int]=NATIVE_SIZE, # resize frames of another size to `size`×`size`; None keeps them
                 n_frames:Optional[int]=None # the video's frame count, if known (saves a probe)
                )->np.ndarray: # uint8 (len(idxs), H, W, 3) RGB
     "Decode the frames `idxs` of the video at `path`, reading no further than the last one"
-    path, cap = _open_video(path)
-    idxs = np.asarray(idxs, dtype=int)
+    path, cap, hd = _open_video(path)
+    idxs, n_frames = np.asarray(idxs, dtype=int), hd['n_frames'] if n_frames is None else n_frames
     try:
-        want = np.unique(idxs)
-        if n_frames is None: n_frames = int(cap.get(cv2.CAP_PROP_FRAME_COUNT))
-        pos, got = 0, {}
+        want, pos, got = np.unique(idxs), 0, {}
         if len(want) and want[0] > 0:
             cap.set(cv2.CAP_PROP_POS_FRAMES, int(want[0])); pos = int(cap.get(cv2.CAP_PROP_POS_FRAMES))
             if pos > want[0]: cap.set(cv2.CAP_PROP_POS_FRAMES, 0); pos = 0  # a seek that overshot: read from the start
         for i in want:
-            while pos < i:
-                if not cap.grab(): break
-                pos += 1
+            while pos < i and cap.grab(): pos += 1
             ok, frame = cap.read() if pos == i else (False, None)
             if not ok or frame is None:
                 raise DataError(f"{path}: truncated or corrupt video: frame {i} of {n_frames} cannot be decoded")
             pos += 1
-            if not got and size is not None and frame.shape[:2] != (size, size):
-                warnings.warn(f"{path}: frames are {frame.shape[1]}×{frame.shape[0]}, not {size}×{size}; resizing")
-            got[i] = _to_rgb(frame, size)
+            if size is not None and frame.shape[:2] != (size, size):
+                if not got: warnings.warn(f"{path}: frames are {frame.shape[1]}×{frame.shape[0]}, not {size}×{size}; "
+                                          "resizing")
+                frame = cv2.resize(frame, (size, size), interpolation=cv2.INTER_AREA)
+            got[i] = cv2.cvtColor(frame, cv2.COLOR_GRAY2RGB if frame.shape[2:] in ((), (1,)) else cv2.COLOR_BGR2RGB)
     finally: cap.release()
     if not got: raise DataError(f"{path}: no frames requested")
     return np.stack([got[i] for i in idxs])
@@ -122,11 +114,10 @@ def read_video(path, # a video file
                max_frames:Optional[int]=None # read at most this many frames
               )->np.ndarray: # uint8 (T, H, W, 3) RGB
     "Decode every frame of the video at `path`"
-    info = video_info(path)
-    n = info['n_frames'] if max_frames is None else min(info['n_frames'], max_frames)
-    return read_frames(path, np.arange(n), size=size, n_frames=info['n_frames'])
+    n = video_info(path)['n_frames']
+    return read_frames(path, np.arange(n if max_frames is None else min(n, max_frames)), size=size, n_frames=n)
 
-# %% ../nbs/00b_video.ipynb #652cc54a
+# %% ../nbs/00b_video.ipynb #ca08009a
 def check_avi(path,            # the video file to check
               n_frames:int,    # how many frames were written to it
               name=None        # the file to name in the error (default `path`)
@@ -141,7 +132,6 @@ def check_avi(path,            # the video file to check
         raise DataError(f"{name}: {n_frames} frames were written but the file reads back with {got}"
                         f"{'' if ok else ', none decodable'} ({size} bytes; is the disk full?)")
 
-# %% ../nbs/00b_video.ipynb #ca08009a
 CODECS = ('MJPG', 'mp4v')   # the codecs `write_avi` writes
 
 def write_avi(path,             # destination .avi file
@@ -155,8 +145,7 @@ def write_avi(path,             # destination .avi file
     try:
         cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_ERROR)   # a failed write is reported by check_avi
         with atomic_path(path, suffix='.avi') as tmp:
-            size = (frames.shape[2], frames.shape[1])
-            w = cv2.VideoWriter(str(tmp), cv2.VideoWriter_fourcc(*codec), float(fps), size, True)
+            w = cv2.VideoWriter(str(tmp), cv2.VideoWriter_fourcc(*codec), float(fps), frames.shape[2:0:-1], True)
             if not w.isOpened(): raise DataError(f"{path}: OpenCV cannot open a {codec} writer here")
             for f in frames: w.write(f)
             w.release()
@@ -164,17 +153,15 @@ def write_avi(path,             # destination .avi file
             with open(tmp, 'rb') as f: os.fsync(f.fileno())
     finally: cv2.utils.logging.setLogLevel(level)
 
-# %% ../nbs/00b_video.ipynb #da40a3b5
 def video_fourcc(path)->str:
     "The four-character codec code OpenCV reports for the video at `path` (`video_info`'s codec)"
     return video_info(path)['codec']
 
-# %% ../nbs/00b_video.ipynb #d12f75b0
+# %% ../nbs/00b_video.ipynb #e67f8b89
 TIMEOUT = 120.0       # default limit on the decoding time (seconds)
 WORK_SIZE = 320       # frames are downscaled as they are read, to at most this many pixels on the long side
 MIN_FRAMES, MIN_SECONDS = 8, 0.5   # a shorter video cannot hold one heartbeat
 
-# %% ../nbs/00b_video.ipynb #e67f8b89
 def check_duration(path, n_frames:int, fps:float):
     "Raise a `DataError` if `n_frames` frames at `fps` are too short to hold one heartbeat"
     secs = n_frames/fps if fps > 0 else 0.0
@@ -185,16 +172,7 @@ def check_duration(path, n_frames:int, fps:float):
 # %% ../nbs/00b_video.ipynb #9348f4ef
 def is_dicom(path)->bool:
     "Whether `path` is a DICOM file (the 'DICM' preamble, or a .dcm/.dicom name)"
-    with open(path, 'rb') as f: head = f.read(132)
-    return head[128:132] == b'DICM' or Path(path).suffix.lower() in ('.dcm', '.dicom')
-
-# %% ../nbs/00b_video.ipynb #254aba8e
-def work_shape(h:int, w:int, # a frame's height and width
-               work:int=WORK_SIZE # the most pixels on the long side
-              )->tuple: # (height, width)
-    "(height, width) of an `h`×`w` frame downscaled so that its long side is at most `work`"
-    s = min(1.0, work/max(h, w))
-    return max(1, round(h*s)), max(1, round(w*s))
+    with open(path, 'rb') as f: return f.read(132)[128:] == b'DICM' or Path(path).suffix.lower() in ('.dcm', '.dicom')
 
 # %% ../nbs/00b_video.ipynb #33dc0332
 COLOUR_SPREAD = 40    # a pixel whose colour channels differ by more than this is coloured
@@ -204,50 +182,36 @@ def _spread(f:np.ndarray)->np.ndarray:
     r, g, b = cv2.split(f)
     return cv2.subtract(cv2.max(cv2.max(r, g), b), cv2.min(cv2.min(r, g), b))
 
-# %% ../nbs/00b_video.ipynb #1b8cb292
+# %% ../nbs/00b_video.ipynb #c334017b
 BLACK_LEVEL = 10      # a pixel never brighter than this over a video is background (black around the fan)
 STATIC_RANGE = 3      # a pixel whose grey level never changes by more than this over a cine is burned in...
 MARK_LEVEL = 40       # ...if it is at least this bright
 
-class _Overlays:
-    "Running per-pixel grey range and colour spread of a cine's frames at the source's resolution"
-    def __init__(self): self.lo = self.hi = self.spread = None
-    def add(self, f:np.ndarray):
-        "Take in one (H, W) grey or (H, W, 3) RGB uint8 frame"
-        g = f if f.ndim == 2 else cv2.cvtColor(f, cv2.COLOR_RGB2GRAY)
-        if self.lo is None: self.lo, self.hi, self.spread = g.copy(), g.copy(), np.zeros_like(g)
-        else: cv2.min(self.lo, g, dst=self.lo); cv2.max(self.hi, g, dst=self.hi)
-        if f.ndim == 3: cv2.max(self.spread, _spread(f), dst=self.spread)
-    def mask(self, shape:tuple # (height, width) of the working frames
-            )->np.ndarray: # (H, W) bool
-        "Overlay pixels (burned in or coloured), at the working size: any overlay source pixel marks its working pixel"
-        src = ((self.hi - self.lo <= STATIC_RANGE) & (self.hi >= MARK_LEVEL)) | (self.spread > COLOUR_SPREAD)
-        if src.shape == tuple(shape): return src
-        return cv2.resize(src.astype(np.uint8)*255, shape[::-1], interpolation=cv2.INTER_AREA) > 0
-
-# %% ../nbs/00b_video.ipynb #c334017b
 def _collect(frames, # iterator of uint8 frames, (H, W, 3) RGB or (H, W) grey
              path, max_frames:int=MAX_FRAMES, timeout:float=TIMEOUT, max_mb:float=MAX_MB,
              n_hint:int=0, # the frame count the header declares (sizes the array; 0 if unknown)
              work:int=WORK_SIZE # long side of the kept frames (px)
             )->dict: # frames, chroma (max channel spread), colour (coloured fraction), overlay, scale, source_size
     "Gather `frames` under the frame, time and size limits, downscaling each to the working size as it is read"
-    deadline, nbytes, n, buf, ov = time.monotonic() + timeout, 0, 0, None, _Overlays()
+    deadline, nbytes, n, buf = time.monotonic() + timeout, 0, 0, None
     for i, f in enumerate(frames):
         if i >= max_frames: raise DataError(f"{path}: more than {max_frames} frames (limit max_frames)")
         if time.monotonic() >= deadline:
             raise DataError(f"{path}: decoding stopped after {timeout:g} s (limit timeout) at frame {i}")
-        nbytes += f.nbytes
-        if nbytes > max_mb*2**20:
+        if (nbytes := nbytes + f.nbytes) > max_mb*2**20:
             raise DataError(f"{path}: decoded frames exceed the {max_mb:g} MB limit (max_mb) at frame {i}")
-        if buf is None:
-            src, native = f.shape[:2], f.shape[:2] == (NATIVE_SIZE, NATIVE_SIZE)
-            shape = (NATIVE_SIZE, NATIVE_SIZE, 3) if native else work_shape(*src, work)
+        if buf is None:   # the working size: the long side at most `work` (EchoNet-sized frames are kept, in RGB)
+            src, native, s = f.shape[:2], f.shape[:2] == (NATIVE_SIZE, NATIVE_SIZE), min(1.0, work/max(f.shape[:2]))
+            shape = (NATIVE_SIZE, NATIVE_SIZE, 3) if native else (max(1, round(src[0]*s)), max(1, round(src[1]*s)))
             buf = np.empty((max(1, min(n_hint, max_frames)),) + shape, np.uint8)
             chroma = np.zeros(shape[:2], np.uint8)
+            lo, hi, spread = np.full(src, 255, np.uint8), np.zeros(src, np.uint8), np.zeros(src, np.uint8)
         if f.shape[:2] != src:
             raise DataError(f"{path}: frame {i} is {f.shape[1]}×{f.shape[0]}, not {src[1]}×{src[0]} like the first")
-        if not native: ov.add(f)
+        if not native:   # the overlays' statistics, at the source's resolution: grey range, colour spread
+            g = f if f.ndim == 2 else cv2.cvtColor(f, cv2.COLOR_RGB2GRAY)
+            cv2.min(lo, g, dst=lo); cv2.max(hi, g, dst=hi)
+            if f.ndim == 3: cv2.max(spread, _spread(f), dst=spread)
         if f.shape[:2] != shape[:2]: f = cv2.resize(f, shape[1::-1], interpolation=cv2.INTER_AREA)
         if f.ndim == 3: np.maximum(chroma, _spread(f), out=chroma)
         if n == len(buf): buf = np.concatenate([buf, np.empty_like(buf)])   # more frames than declared
@@ -255,36 +219,26 @@ def _collect(frames, # iterator of uint8 frames, (H, W, 3) RGB or (H, W) grey
         else: buf[n] = f if f.ndim == 2 else cv2.cvtColor(f, cv2.COLOR_RGB2GRAY)
         n += 1
     if not n: raise DataError(f"{path}: no frames could be decoded")
+    ov = ((hi - lo <= STATIC_RANGE) & (hi >= MARK_LEVEL)) | (spread > COLOUR_SPREAD)   # burned in, or coloured
+    if ov.shape != shape[:2]: ov = cv2.resize(ov.astype(np.uint8)*255, shape[1::-1], interpolation=cv2.INTER_AREA) > 0
     return dict(frames=buf[:n] if n == len(buf) or n > len(buf)//2 else buf[:n].copy(), chroma=chroma,
                 colour=float((chroma > COLOUR_SPREAD).mean()), scale=(shape[0]/src[0], shape[1]/src[1]),
-                source_size=list(src), overlay=None if native else ov.mask(shape[:2]))
+                source_size=list(src), overlay=None if native else ov)
 
-# %% ../nbs/00b_video.ipynb #0e6b0c64
-def _cv2_header(path, max_mb:float=MAX_MB)->dict: # n_frames, fps, height, width
-    "Frame count, frame rate and frame size that the container of the video at `path` declares"
-    path, cap = _open_video(path, max_mb)
-    try:
-        fps = cap.get(cv2.CAP_PROP_FPS)
-        return dict(n_frames=max(0, int(cap.get(cv2.CAP_PROP_FRAME_COUNT))), fps=fps if fps > 0 else 50.0,
-                    height=int(cap.get(cv2.CAP_PROP_FRAME_HEIGHT)), width=int(cap.get(cv2.CAP_PROP_FRAME_WIDTH)))
-    finally: cap.release()
-
+# %% ../nbs/00b_video.ipynb #3f6cc47f
 def _cv2_frames(path):
     "RGB frames of the video at `path`, decoded one by one"
     cap = cv2.VideoCapture(str(path))
     try:
-        while True:
-            ok, f = cap.read()
-            if not ok or f is None: break
-            yield cv2.cvtColor(f, cv2.COLOR_BGR2RGB) if f.ndim == 3 else f
+        while (f := cap.read()[1]) is not None: yield cv2.cvtColor(f, cv2.COLOR_BGR2RGB) if f.ndim == 3 else f
     finally: cap.release()
 
-# %% ../nbs/00b_video.ipynb #3f6cc47f
 def read_cv2_video(path, max_frames:int=MAX_FRAMES, timeout:float=TIMEOUT, max_mb:float=MAX_MB,
                    min_frames:int=MIN_FRAMES # the fewest frames the caller can use
                   )->dict: # `_collect`'s dict with fps, notes, region (None) and format
     "Frames at the working size, colour maps, FPS and notes of a video OpenCV reads, under the limits"
-    hd = _cv2_header(path, max_mb)
+    _, cap, hd = _open_video(path, max_mb)
+    cap.release()
     check_video_header(path, hd['n_frames'], hd['height'], hd['width'], max_mb, max_frames, min_frames)
     v = _collect(_cv2_frames(path), path, max_frames, timeout, max_mb, n_hint=hd['n_frames'])
     n = len(v['frames'])
@@ -300,7 +254,7 @@ def _read_header(fp)->tuple: # (dataset up to the pixel data, offset of the pixe
     pos = fp.tell()
     return ds, (pos if fp.read(4) == tag else None)
 
-# %% ../nbs/00b_video.ipynb #c9d1e11a
+# %% ../nbs/00b_video.ipynb #b0061a3c
 class _Inflater:
     "A raw deflate stream from the open file `f`, inflated a bounded amount at a time"
     def __init__(self, f): self.f, self.z = f, zlib.decompressobj(-zlib.MAX_WBITS)
@@ -314,7 +268,6 @@ class _Inflater:
             if not data: break
         return b''.join(out)
 
-# %% ../nbs/00b_video.ipynb #b0061a3c
 HEADER_MAX = 16*2**20   # the most a DICOM header (everything before the pixel data) may take, in bytes
 
 def _inflate_header(f, meta)->tuple: # (header dataset, pixel data offset or None, buffer, inflater)
@@ -326,24 +279,14 @@ def _inflate_header(f, meta)->tuple: # (header dataset, pixel data offset or Non
     inf, want = _Inflater(f), 2**16
     while True:
         more = inf.read(want); buf.seek(0, 2); buf.write(more)
-        done = not more
         buf.seek(0)
         try: ds, pos = _read_header(buf)
         except Exception:
-            if done: raise
+            if not more: raise                                         # the whole stream, and still no header
             ds, pos = None, None
-        if pos is not None or done: return ds, pos, buf, inf
+        if pos is not None or not more: return ds, pos, buf, inf
         if buf.getbuffer().nbytes > HEADER_MAX: raise DataError(f"DICOM header larger than {HEADER_MAX/2**20:g} MB")
         want = buf.getbuffer().nbytes
-
-# %% ../nbs/00b_video.ipynb #09573314
-def _inflate_rest(buf, inf, cap:int):
-    "Inflate the rest of the stream into `buf`, refusing to grow it past `cap` bytes"
-    buf.seek(0, 2)
-    while more := inf.read(2**20):
-        buf.write(more)
-        if buf.tell() > cap: raise DataError(f"deflated DICOM inflates to more than its header declares")
-    buf.seek(0)
 
 # %% ../nbs/00b_video.ipynb #f86b64d3
 def dicom_fps(ds)->tuple: # (fps, where it came from)
@@ -352,15 +295,12 @@ def dicom_fps(ds)->tuple: # (fps, where it came from)
         try: v = float(v)
         except (TypeError, ValueError): return None
         return v if math.isfinite(v) and v > 0 else None
-    ft = _num(ds.get('FrameTime'))
-    if ft: return 1000/ft, 'FrameTime'
+    if ft := _num(ds.get('FrameTime')): return 1000/ft, 'FrameTime'
     ftv = ds.get('FrameTimeVector')
-    if ftv is not None and len(ftv) > 1:
-        d = [x for x in (_num(v) for v in list(ftv)[1:]) if x]
-        if d: return 1000/float(np.mean(d)), 'FrameTimeVector'
+    if ftv is not None and len(ftv) > 1 and (d := [x for x in map(_num, list(ftv)[1:]) if x]):
+        return 1000/float(np.mean(d)), 'FrameTimeVector'
     for k in ('CineRate', 'RecommendedDisplayFrameRate'):
-        r = _num(ds.get(k))
-        if r: return r, k
+        if r := _num(ds.get(k)): return r, k
     return 50.0, 'default (no frame timing in the DICOM)'
 
 # %% ../nbs/00b_video.ipynb #682ad4d0
@@ -374,8 +314,7 @@ def dicom_region(ds, # the DICOM dataset
     if not regs: return None, None
     regs = [r for r in regs if r.get('RegionSpatialFormat', 1) == 1] or regs
     boxes = [tuple(int(getattr(r, k)) for k in _REGION_KEYS) for r in regs]
-    x0, y0, x1, y1 = max(boxes, key=lambda b: (b[2]-b[0])*(b[3]-b[1]))
-    h, w = shape
+    (h, w), (x0, y0, x1, y1) = shape, max(boxes, key=lambda b: (b[2]-b[0])*(b[3]-b[1]))
     if not (0 <= x0 < x1 < w and 0 <= y0 < y1 < h) or min(x1-x0, y1-y0) < 16:
         return None, (f"ultrasound region ({x0}, {y0}, {x1}, {y1}) does not fit the {w}×{h} image; "
                       "sector detected from the frames instead")
@@ -386,16 +325,6 @@ _PHOTOMETRIC = ('MONOCHROME1', 'MONOCHROME2', 'RGB', 'YBR_FULL', 'YBR_FULL_422',
                 'YBR_PARTIAL_420', 'PALETTE COLOR')
 _LUT_KEYS = tuple(f'{s}{c}PaletteColorLookupTable{k}' for c in ('Red', 'Green', 'Blue')
                   for s, k in (('', 'Descriptor'), ('', 'Data'), ('Segmented', 'Data')))
-
-def _palette(ds, path)->Dataset:
-    "The palette-colour lookup tables of `ds`, alone in a small dataset"
-    lut = Dataset()
-    for k in _LUT_KEYS:
-        if k in ds: lut[k] = ds[k]
-    if not all(f'{c}PaletteColorLookupTableDescriptor' in lut for c in ('Red', 'Green', 'Blue')):
-        raise DataError(f"{path}: PALETTE COLOR DICOM without its colour lookup tables")
-    lut.PhotometricInterpretation = 'PALETTE COLOR'
-    return lut
 
 def dicom_header(ds, # the DICOM dataset, read up to its pixel data
                  has_pixels:bool, path, max_frames:int=MAX_FRAMES, max_mb:float=MAX_MB,
@@ -431,16 +360,15 @@ def dicom_header(ds, # the DICOM dataset, read up to its pixel data
     h['nbytes'] = n*h['rows']*h['cols']*h['samples']*((h['bits']+7)//8)     # the pixel data, as stored uncompressed
     if h['photometric'] not in _PHOTOMETRIC:
         raise DataError(f"{path}: unsupported photometric interpretation {h['photometric']!r}")
-    if h['photometric'] == 'PALETTE COLOR': h['palette'] = _palette(ds, path)
+    if h['photometric'] == 'PALETTE COLOR':     # its lookup tables, alone in a small dataset, for decoding
+        h['palette'] = lut = Dataset()
+        for k in filter(ds.__contains__, _LUT_KEYS): lut[k] = ds[k]
+        if not all(f'{c}PaletteColorLookupTableDescriptor' in lut for c in ('Red', 'Green', 'Blue')):
+            raise DataError(f"{path}: PALETTE COLOR DICOM without its colour lookup tables")
+        lut.PhotometricInterpretation = 'PALETTE COLOR'
     return h
 
 # %% ../nbs/00b_video.ipynb #7650eeed
-def _dicom_ids(ds, meta)->dict:
-    "The SOP Instance UID and Patient ID of the header `ds` with file meta `meta` (None where absent)"
-    sop = str(ds.get('SOPInstanceUID', '') or meta.get('MediaStorageSOPInstanceUID', '') or '').strip()
-    pid = str(ds.get('PatientID', '') or '').strip()
-    return dict(sop=sop or None, patient=pid or None)
-
 def open_dicom(path, max_frames:int=MAX_FRAMES, max_mb:float=MAX_MB,
                min_frames:int=MIN_FRAMES, # the fewest frames the caller can use
                pixels:bool=True # False: check the header only (the source is then None)
@@ -453,16 +381,23 @@ def open_dicom(path, max_frames:int=MAX_FRAMES, max_mb:float=MAX_MB,
             deflated = meta.get('TransferSyntaxUID') == DeflatedExplicitVRLittleEndian
             if deflated: ds, pos, buf, inf = _inflate_header(f, meta)
             else: ds, pos = _read_header(f)
-            h = dict(dicom_header(ds, pos is not None, path, max_frames, max_mb, min_frames), **_dicom_ids(ds, meta))
+            h = dicom_header(ds, pos is not None, path, max_frames, max_mb, min_frames)
+            sop = str(ds.get('SOPInstanceUID', '') or meta.get('MediaStorageSOPInstanceUID', '') or '').strip()
+            h.update(sop=sop or None, patient=str(ds.get('PatientID', '') or '').strip() or None)   # None where absent
             if not pixels or not deflated: return h, (str(path) if pixels else None)
-            _inflate_rest(buf, inf, pos + 12 + h['nbytes'] + 2**20)     # the pixel data element, and room for a trailer
+            buf.seek(0, 2)      # the rest: at most the pixel data element the header declares, and room for a trailer
+            while more := inf.read(2**20):
+                buf.write(more)
+                if buf.tell() > pos + 12 + h['nbytes'] + 2**20:
+                    raise DataError("deflated DICOM inflates to more than its header declares")
+            buf.seek(0)
             return h, buf
     except InvalidDicomError: raise DataError(f"{path}: not a DICOM file (no DICM preamble)") from None
     except EchoNetError as e: raise DataError(str(e) if str(e).startswith(str(path)) else f"{path}: {e}") from None
     except OSError as e: raise DataError(f"{path}: cannot be read ({e.strerror or first_line(e)})") from None
     except Exception as e: raise DataError(f"{path}: unreadable DICOM ({first_line(e)})") from None
 
-# %% ../nbs/00b_video.ipynb #b8f64e4d
+# %% ../nbs/00b_video.ipynb #a5a439c7
 def _dicom_frames(src, h:dict):
     "uint8 frames of the DICOM `src` with header values `h`: (H, W) grey or (H, W, 3) RGB"
     bits, pi = h['bits_stored'], h['photometric']
@@ -475,7 +410,6 @@ def _dicom_frames(src, h:dict):
             a = cv2.cvtColor(np.ascontiguousarray(a[..., [0, 2, 1]]), cv2.COLOR_YCrCb2RGB)
         yield a
 
-# %% ../nbs/00b_video.ipynb #a5a439c7
 def read_dicom_video(path, max_frames:int=MAX_FRAMES, timeout:float=TIMEOUT, max_mb:float=MAX_MB,
                      min_frames:int=MIN_FRAMES # the fewest frames the caller can use
                     )->dict: # `_collect`'s dict with fps, notes, region (source pixels) and format
@@ -499,16 +433,14 @@ def temporal_maps(frames:np.ndarray, # (T, H, W) grey or (T, H, W, 3) uint8 fram
                  )->tuple: # (standard deviation, maximum) over time, each (H, W) float32
     "Per-pixel standard deviation and maximum of the grey level over (up to `n`) frames"
     idx = np.unique(np.linspace(0, len(frames)-1, min(len(frames), n)).round().astype(int))
-    s = s2 = mx = None
+    s, s2, mx = (np.zeros(frames.shape[1:3]) for _ in range(3))
     for i in idx:
-        f = frames[i].astype(np.float64)
-        if f.ndim == 3: f = f.mean(-1)
-        if s is None: s, s2, mx = f.copy(), f*f, f.copy()
-        else: s += f; s2 += f*f; np.maximum(mx, f, out=mx)
+        f = frames[i].astype(np.float64) if frames.ndim == 3 else frames[i].mean(-1)
+        s += f; s2 += f*f; np.maximum(mx, f, out=mx)
     m = s/len(idx)
     return np.sqrt(np.maximum(s2/len(idx) - m*m, 0)).astype(np.float32), mx.astype(np.float32)
 
-# %% ../nbs/00b_video.ipynb #6e64bdc5
+# %% ../nbs/00b_video.ipynb #e6c1f794
 def _largest_region(binary:np.ndarray, min_frac:float=0.02)->Optional[np.ndarray]:
     "The largest 8-connected region of `binary`, if it covers at least `min_frac` of the picture"
     n, lab, stats, _ = cv2.connectedComponentsWithStats(binary.astype(np.uint8), connectivity=8)
@@ -516,13 +448,6 @@ def _largest_region(binary:np.ndarray, min_frac:float=0.02)->Optional[np.ndarray
     i = 1 + int(np.argmax(stats[1:, cv2.CC_STAT_AREA]))
     return lab == i if stats[i, cv2.CC_STAT_AREA] >= min_frac*binary.size else None
 
-def _hull(region:np.ndarray)->np.ndarray:
-    "The filled convex hull of a boolean `region`"
-    m = np.zeros(region.shape, np.uint8)
-    cv2.fillConvexPoly(m, cv2.convexHull(cv2.findNonZero(region.astype(np.uint8))), 1)
-    return m.astype(bool)
-
-# %% ../nbs/00b_video.ipynb #e6c1f794
 def find_sector(grey:np.ndarray, # (T, H, W) uint8 frames
                 min_std:float=1.0, # a pixel "moves" if its standard deviation over time exceeds this
                 bright:int=20, # fallback for still loops: a pixel is image if its maximum exceeds this
@@ -537,7 +462,8 @@ def find_sector(grey:np.ndarray, # (T, H, W) uint8 frames
         region = _largest_region(cv2.morphologyEx(pix.astype(np.uint8), cv2.MORPH_OPEN, k))
         if region is not None: break
     else: return None, 'no moving or bright region'
-    mask = _hull(pix & (cv2.dilate(region.astype(np.uint8), k, iterations=2) > 0))
+    near = (pix & (cv2.dilate(region.astype(np.uint8), k, iterations=2) > 0)).astype(np.uint8)   # in and next to it
+    mask = cv2.fillConvexPoly(np.zeros_like(near), cv2.convexHull(cv2.findNonZero(near)), 1) > 0       # its filled hull
     if mask.mean() > max_fill:
         return None, f"the image fills {mask.mean():.0%} of the picture, with no dark background around a sector"
     ys, xs = np.nonzero(mask)
@@ -551,8 +477,7 @@ def sector_box(mask:np.ndarray, # (H, W) bool sector mask
     "The bounding box of `mask`, refined to sub-pixel accuracy by the brightness of its edge rows and columns"
     ys, xs = np.nonzero(mask)
     x0, x1, y0, y1 = int(xs.min()), int(xs.max()), int(ys.min()), int(ys.max())
-    a = mx*mask
-    col, row = a.sum(0), a.sum(1)
+    col, row = (mx*mask).sum(0), (mx*mask).sum(1)
     def cover(v, edge, inner): return float(np.clip(v[edge]/v[inner], 0, 1)) if v[inner] > 0 and edge != inner else 1.0
     return (x0 + 1 - cover(col, x0, min(x0+1, x1)), y0 + 1 - cover(row, y0, min(y0+1, y1)),
             x1 + cover(col, x1, max(x1-1, x0)), y1 + cover(row, y1, max(y1-1, y0)))
@@ -576,28 +501,22 @@ def to_echonet(grey:np.ndarray, # (T, H, W) uint8 frames
                size:int=NATIVE_SIZE # output size
               )->np.ndarray: # (T, size, size, 3) uint8, greyscale in 3 channels
     "Crop `grey` to `square`, blank outside `keep`, fill in under `fill`, resize to `size`×`size`"
-    x0, y0, x1, y1 = square
-    h, w = grey.shape[1:]
+    (x0, y0, x1, y1), (h, w) = square, grey.shape[1:]
     pre = min(1.0, 1.25*size/(x1-x0))    # shrink by area averaging first, when the square is much larger than `size`
     pw, ph = max(1, round(w*pre)), max(1, round(h*pre))
     fx, fy = pw/w, ph/h
     kx, ky = size/((x1-x0)*fx), size/((y1-y0)*fy)
     M = np.array([[kx, 0, (0.5 - x0*fx)*kx - 0.5], [0, ky, (0.5 - y0*fy)*ky - 0.5]], np.float32)   # centres on centres
-    m = None if keep is None else keep.astype(np.uint8)
-    b = None if fill is None else cv2.dilate(fill.astype(np.uint8), np.ones((3, 3), np.uint8))
-    if b is not None and m is not None: b &= m                  # outside the sector everything is black anyway
-    if b is not None and not b.any(): b = None
-    def warp(g):
-        if pre < 1: g = cv2.resize(g, (pw, ph), interpolation=cv2.INTER_AREA)
-        return cv2.warpAffine(g, M, (size, size), flags=cv2.INTER_CUBIC, borderMode=cv2.BORDER_CONSTANT, borderValue=0)
+    m = np.ones((h, w), np.uint8) if keep is None else keep.astype(np.uint8)
+    b = None if fill is None else cv2.dilate(fill.astype(np.uint8), np.ones((3, 3), np.uint8)) & m   # in `keep` only
     out = np.empty((len(grey), size, size, 3), np.uint8)
     for t, f in enumerate(grey):
-        g = f if m is None else f*m
-        if b is not None: g = cv2.inpaint(g, b, 3, cv2.INPAINT_TELEA)
-        out[t] = warp(g)[..., None]
+        g = f*m if b is None or not b.any() else cv2.inpaint(f*m, b, 3, cv2.INPAINT_TELEA)
+        if pre < 1: g = cv2.resize(g, (pw, ph), interpolation=cv2.INTER_AREA)
+        out[t] = cv2.warpAffine(g, M, (size, size), flags=cv2.INTER_CUBIC)[..., None]   # black outside the picture
     return out
 
-# %% ../nbs/00b_video.ipynb #32385f8f
+# %% ../nbs/00b_video.ipynb #2ace893f
 MAX_COLOUR_PICTURE = 0.5   # a picture coloured over more than this fraction, with no sector, is not an echo
 MIN_MOVING = 0.01          # a picture with no sector where less than this fraction moves is not an echo
 
@@ -607,11 +526,9 @@ def _refuse_non_echo(path, frames:np.ndarray, info:dict):
     if info['colour_picture'] > MAX_COLOUR_PICTURE:
         raise DataError(f"{path}: not an ultrasound video: {info['colour_picture']:.0%} of the picture is in colour "
                         "and no ultrasound sector was found")
-    moving = float((temporal_maps(frames)[0] > 1.0).mean())
-    if moving < MIN_MOVING:
+    if (temporal_maps(frames)[0] > 1.0).mean() < MIN_MOVING:
         raise DataError(f"{path}: not an ultrasound video: no ultrasound sector was found and nothing moves")
 
-# %% ../nbs/00b_video.ipynb #2ace893f
 def _blob_colour(chroma:np.ndarray, where:np.ndarray)->float:
     "Fraction of the pixels `where` inside coloured blobs (coloured lines, such as an ECG trace, do not count)"
     blobs = cv2.morphologyEx((chroma > COLOUR_SPREAD).astype(np.uint8), cv2.MORPH_OPEN, np.ones((5, 5), np.uint8))
@@ -643,33 +560,21 @@ def load_clinical_video(path, # an AVI/MP4/… video or a DICOM cine loop
                     colour_fraction=float((chroma[fg] > COLOUR_SPREAD).mean()) if fg.any() else 0.0)
         _refuse_non_echo(path, frames, info)
         return frames, fps, info
-    sy, sx = v['scale']
-    h, w = frames.shape[1:]
-    coloured = chroma > COLOUR_SPREAD
-    mask = np.zeros((h, w), bool)
-    if v['region'] is not None:
-        rbox = tuple(c*s for c, s in zip(v['region'], (sx, sy, sx, sy)))   # the region at the working size
-        x0, y0, x1, y1 = int(rbox[0]), int(rbox[1]), min(w, math.ceil(rbox[2])), min(h, math.ceil(rbox[3]))
-        sub, how = find_sector(frames[:, y0:y1, x0:x1], exclude=coloured[y0:y1, x0:x1])
-        if sub is None:
-            mask[y0:y1, x0:x1], box = True, rbox
-            info['notes'].append(f"no ultrasound sector found inside the DICOM region ({how}); "
-                                 "the whole region is used")
-        else:
-            mask[y0:y1, x0:x1] = sub
-            box = sector_box(mask, temporal_maps(frames)[1])
-            if (box[2]-box[0])*(box[3]-box[1]) > 0.5*(rbox[2]-rbox[0])*(rbox[3]-rbox[1]): box = rbox
-            else: info['notes'].append("the DICOM ultrasound region is much larger than the sector found in it; "
-                                       "the sector frames the crop")
-        info.update(sector='DICOM ultrasound region' + ('' if sub is None else f' + {how}'),
-                    sector_found=sub is not None)
-    else:
-        sub, how = find_sector(frames, exclude=coloured)
-        info.update(sector=how, sector_found=sub is not None)
-        if sub is None:
-            mask[:], box = True, (0, 0, w, h)
-            info['notes'].append(f"no ultrasound sector found ({how}); the whole picture is used")
-        else: mask, box = sub, sector_box(sub, temporal_maps(frames)[1])
+    (sy, sx), (h, w), region = v['scale'], frames.shape[1:], v['region'] is not None
+    coloured, mask = chroma > COLOUR_SPREAD, np.zeros((h, w), bool)
+    box = tuple(c*s for c, s in zip(v['region'], (sx, sy, sx, sy))) if region else (0, 0, w, h)   # at the working size
+    x0, y0, x1, y1 = int(box[0]), int(box[1]), min(w, math.ceil(box[2])), min(h, math.ceil(box[3]))
+    sub, how = find_sector(frames[:, y0:y1, x0:x1], exclude=coloured[y0:y1, x0:x1])
+    mask[y0:y1, x0:x1] = True if sub is None else sub
+    if sub is None: info['notes'].append(f"no ultrasound sector found{' inside the DICOM region' if region else ''} "
+                                         f"({how}); the whole {'region' if region else 'picture'} is used")
+    else:   # the region's box frames the crop, unless the sector found in it is much smaller
+        sbox = sector_box(mask, temporal_maps(frames)[1])
+        if not region or (sbox[2]-sbox[0])*(sbox[3]-sbox[1]) <= 0.5*(box[2]-box[0])*(box[3]-box[1]): box = sbox
+        if region and box is sbox: info['notes'].append("the DICOM ultrasound region is much larger than the sector "
+                                                        "found in it; the sector frames the crop")
+    info.update(sector=how if not region else 'DICOM ultrasound region' + ('' if sub is None else f' + {how}'),
+                sector_found=sub is not None)
     ov = v['overlay'] if how == 'moving pixels' else v['overlay'] & coloured    # a still loop is all "burned in"
     square = echonet_square(box)
     info.update(preprocessing=f"greyscale, {'overlays filled in, ' if overlays else ''}EchoNet square of the sector, "
