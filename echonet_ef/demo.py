@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Optional
 import numpy as np, pandas as pd, yaml
 from fastcore.script import store_true
+import echonet_ef
 from .core import *
 from .synthetic import SYNTH, make_dataset, dataset_summary, video_plan
 from .data import read_filelist, cpu_cores
@@ -19,49 +20,8 @@ from .evaluate import evaluate_checkpoint
 from .predict import reference_stats, store_reference_stats
 
 # %% ../nbs/10_demo.ipynb #95c7efb4
-DEMO_YAML = """\
-# The tiny CPU demo: a VideoMAE trained from scratch on synthetic data for a fixed number of steps.
-# Its result depends only on the seed, not on the machine's speed: max_minutes is a safety net, not the budget.
-# Tokens span the whole clip (tubelet_size == clip_len) and the clip_stats stem adds the per-pixel mean and std over
-# the clip as channels, a signal a model trained from scratch can start from (nbs/04_model.ipynb).
-data:
-  size: 112
-  clip_len: 16
-  period: 4
-  batch_size: 8
-  num_workers: 1
-  val_clips: 1
-  loader: cv2
-  augment: true
-  pad: 0                 # no random shift: the tokens are position-specific (a random shift makes them harder to learn)
-model:
-  backbone: null
-  pretrained: false
-  videomae: {hidden_size: 128, num_hidden_layers: 4, num_attention_heads: 4, intermediate_size: 512, patch_size: 16, tubelet_size: 16}
-  pool: attention
-  stem: clip_stats
-  head_dropout: 0.1
-  bias_init: 55.0
-loss:
-  name: weighted_mse
-optim:
-  lr_backbone: 1.0e-3
-  lr_head: 1.0e-3
-  weight_decay: 0.05
-  warmup_frac: 0.1
-  clip_norm: 1.0
-train:
-  max_steps: 1800
-  grad_accum: 1
-  amp: fp32
-  val_every: 400
-  patience: 100
-  keep_last: 2
-  seed: 0
-  max_minutes: 30.0       # safety net only: the run is bounded by max_steps
-  threads: 1              # one core for the model, one for the loader worker (more threads beside it spin-wait and slow the step down)
-  wandb: disabled
-"""
+DEMO_YAML = (Path(echonet_ef.__file__).parent/'demo.yaml').read_text()   # the demo's config
+
 def demo_config(data:str, # the dataset folder
                 overrides=() # 'section.key=value' strings
                )->Config:
