@@ -187,7 +187,7 @@ def _batch(self, x)->Optional[dict]: # x: the decoded clips of the batch fed fir
         if ds.cfg.strict: raise DataError(w)
         warnings.warn(f"skipping: {w}")
     # each item as `EchoDataset` makes it, its N·T decoded frames as (N,T,H,W,3); collated as the OpenCV loader does
-    return collate([None if w else ds._item(int(i), _to_torch(t, dev).view(-1, ds.cfg.clip_len, *t.shape()[1:]),
+    return collate([None if w else ds.make_item(int(i), _to_torch(t, dev).view(-1, ds.cfg.clip_len, *t.shape()[1:]),
                                             torch.from_numpy(p['plan']), torch.from_numpy(p['mask']))
                     for i, t, p, w in zip(b, x, plans, why)])
 

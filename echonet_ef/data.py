@@ -343,7 +343,7 @@ def starts(self, i:int, rng=None)->np.ndarray:
 
 # %% ../nbs/02_data.ipynb #961318a1
 @patch_to(EchoDataset)
-def _item(self, i:int, x, plan, mask)->dict:
+def make_item(self, i:int, x, plan, mask)->dict:
     "Item `i` from tensors of its N clips: `x` (N,T,H,W,3), `plan` (N,6) and `mask` (N,T)"
     pick = (lambda v: v[0]) if self.train or self.n_clips == 1 else (lambda v: v)   # a single clip goes without N
     item = dict(pixel_values=pick(x), plan=pick(plan), mask=pick(mask), filename=self.df.FileName[i])
@@ -361,7 +361,7 @@ def __getitem__(self, i)->dict: # i: an index, or (epoch, index)
         if self.cfg.strict: raise
         warnings.warn(f"skipping: {e}"); return None
     frames, masks = (torch.from_numpy(np.stack(v)) for v in zip(*clips))
-    return self._item(i, frames, torch.from_numpy(np.stack([self.tfm.plan(rng) for _ in clips])), masks)
+    return self.make_item(i, frames, torch.from_numpy(np.stack([self.tfm.plan(rng) for _ in clips])), masks)
 
 # %% ../nbs/02_data.ipynb #af1cb34b
 class EpochSampler(torch.utils.data.Sampler):
