@@ -13,7 +13,7 @@ the peak memory over the path (RSS sampled every 10 ms on the CPU; `torch.cuda.m
 `--no-model` times the data side alone (decode + transform + cut, no forward pass).
 The last line is `RESULT all_speedup=... all_data_speedup=... ...`.
 """
-import argparse, os, threading, time, warnings
+import argparse, os, shutil, tempfile, threading, time, warnings
 os.environ.setdefault('HF_HUB_OFFLINE', '1')
 from pathlib import Path
 import numpy as np, pandas as pd, psutil, torch
@@ -74,11 +74,11 @@ def main():
     torch.set_num_threads(a.threads); warnings.filterwarnings('ignore')
     dev = torch.device(a.device)
     data = synth_data(24)                      # 112 px, 100-200 frames; TEST and VAL hold 6 videos
-    root = Path(f'/tmp/bench_eval_clips_{os.getuid()}'); (root).mkdir(exist_ok=True)
+    root = Path(tempfile.mkdtemp(prefix='bench_eval_clips_'))   # this run's TEST split and model
     fl = read_filelist(data, check_videos=False)
     sub = fl.head(a.videos).assign(Split='TEST')
     sub.to_csv(root/'FileList.csv', index=False)
-    if not (root/'Videos').exists(): (root/'Videos').symlink_to(data/'Videos')
+    (root/'Videos').symlink_to(data/'Videos')
     mc = ModelConfig(backbone=None, pretrained=False, stem='clip_stats', videomae=dict(hidden_size=128,
                      num_hidden_layers=4, num_attention_heads=4, intermediate_size=512, patch_size=16, tubelet_size=16))
     m = build_model(mc, image_size=112, num_frames=16)
@@ -117,5 +117,6 @@ def main():
         print(pd.DataFrame(rows[-4 if not a.no_model else -2:]).round(2).to_markdown(index=False), flush=True)
     save_results('eval_clips' + ('_gpu' if dev.type == 'cuda' else ''), res, rows, args=vars(a))
     print('RESULT ' + ' '.join(f'{k}={v:.2f}' for k, v in res.items()))
+    shutil.rmtree(root, ignore_errors=True)
 
 if __name__ == '__main__': main()

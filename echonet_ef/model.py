@@ -322,7 +322,7 @@ def model_config(model:EchoNetRegressor, # the model to describe
 
 # %% ../nbs/04_model.ipynb #81d6dfac
 def save_model(model:EchoNetRegressor, # the model to save
-               path, # folder to create or replace
+               path, # the NEW folder to create (it must not exist)
                extra:Optional[dict]=None # metadata to store, e.g. image_size, num_frames, mean, std, ef_mean
               )->Path:
     "Write `model` to the folder `path` (config.json + model.safetensors), atomically"
